@@ -1,0 +1,7 @@
+//! Docker's overlay2 graph driver, over a kernel backend and an in-memory fake.
+//!
+//! **Not implemented yet.** This crate is a placeholder in the overlay2-rs
+//! workspace; it exports nothing until its issue (#7) lands. It exists so
+//! that the workspace layout and the dependency direction are fixed from the
+//! start (see the workspace README).
+#![forbid(unsafe_code)]

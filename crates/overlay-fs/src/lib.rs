@@ -1,0 +1,225 @@
+//! The filesystem surface a container layer store needs, as one trait with
+//! two implementations.
+//!
+//! Every layer operation — unpacking a tar, diffing two trees, building a
+//! home — reads and writes trees whose contents are **untrusted**: an image
+//! may hold a symlink `etc -> /` or `x -> ../../..`. [`Fs`] is the only door
+//! to such a tree, and both implementations keep every path inside their
+//! root:
+//!
+//! - [`HostFs`] is a directory on disk. Each path is resolved by the kernel
+//!   with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` down to the
+//!   parent directory, and the operation then acts on one name in that
+//!   parent with an `*at` call that never follows a final symlink. A symlink
+//!   to `/` or `../..` resolves to the root, exactly as it would inside a
+//!   container whose root this directory is.
+//! - [`MemFs`] is an in-memory tree with the same observable behaviour
+//!   (types, modes, owners, hard links sharing one inode, xattrs, errors of
+//!   the same [`ErrorKind`]), for tests and for the driver's fake backend.
+//!   One conformance suite and a differential property test hold the two
+//!   together.
+//!
+//! ```
+//! use overlay_fs::{Fs, MemFs, FileType};
+//! use std::path::Path;
+//!
+//! let fs = MemFs::new();
+//! fs.mkdir(Path::new("etc"), 0o755)?;
+//! fs.write(Path::new("etc/hostname"), 0o644, b"layer\n")?;
+//! // A hostile symlink resolves inside the root, never outside it.
+//! fs.symlink(Path::new("/"), Path::new("escape"))?;
+//! fs.write(Path::new("escape/etc/passwd"), 0o600, b"root:x:0:0\n")?;
+//! assert_eq!(fs.read(Path::new("etc/passwd"))?, b"root:x:0:0\n");
+//! assert_eq!(fs.metadata(Path::new("escape"))?.file_type, FileType::Symlink);
+//! # Ok::<(), overlay_fs::Error>(())
+//! ```
+//!
+//! # Semantics shared by both backends
+//!
+//! - Paths are relative to the root; a leading `/` is ignored. `..` never
+//!   climbs above the root. A path may not end in `..`.
+//! - Symlinks in *intermediate* components are followed (inside the root);
+//!   the *final* component is never followed: `metadata` is `lstat`,
+//!   `set_owner` is `lchown`, opening a symlink fails with
+//!   [`ErrorKind::SymlinkLoop`].
+//! - Modes given to `create_file`, `mkdir` and `mknod` are applied exactly
+//!   (the process umask does not apply), as a tar extractor needs.
+//! - `read_dir` and `list_xattrs` return entries in no particular order.
+//!
+//! # Kernel requirements of [`HostFs`]
+//!
+//! | feature | Linux | without it |
+//! |---|---|---|
+//! | `openat2` with `RESOLVE_IN_ROOT` | 5.6 | [`HostFs::new`] fails with `Unsupported` |
+//! | `/proc` mounted | any | mode and xattr changes fail |
+#![forbid(unsafe_code)]
+
+mod error;
+mod host;
+mod mem;
+mod metadata;
+mod path;
+
+use std::ffi::{OsStr, OsString};
+use std::io::{Read, Seek, Write};
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+
+pub use error::{Error, ErrorKind, Result};
+pub use host::HostFs;
+pub use mem::MemFs;
+pub use metadata::{DirEntry, FileType, Metadata, NodeKind, Timestamp, major, makedev, minor};
+pub use path::{NAME_MAX, PATH_MAX};
+
+/// An open regular file.
+pub trait File: Read + Write + Seek + Send {
+    /// The file's metadata (`fstat`).
+    fn metadata(&self) -> Result<Metadata>;
+
+    /// Truncates or extends the file to `len` bytes.
+    fn set_len(&mut self, len: u64) -> Result<()>;
+
+    /// The kernel file descriptor, when the file is on disk, so callers can
+    /// use `copy_file_range` or `sendfile` on a fast path.
+    fn as_fd(&self) -> Option<BorrowedFd<'_>>;
+}
+
+/// The operations a layer store performs on a tree.
+///
+/// All paths are relative to the tree's root, which nothing escapes (see the
+/// crate docs). The trait is object safe: drivers hold a `Box<dyn Fs>` or
+/// `Arc<dyn Fs>`.
+pub trait Fs: Send + Sync + std::fmt::Debug {
+    /// Metadata of the node at `path`, not following a final symlink
+    /// (`lstat`).
+    fn metadata(&self, path: &Path) -> Result<Metadata>;
+
+    /// The entries of the directory at `path`, without `.` and `..`, in no
+    /// particular order.
+    fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>>;
+
+    /// Opens an existing regular file for reading. Other types fail without
+    /// being opened (a device node is never opened).
+    fn open_file(&self, path: &Path) -> Result<Box<dyn File>>;
+
+    /// Opens an existing regular file for reading and writing, without
+    /// truncating it.
+    fn open_file_rw(&self, path: &Path) -> Result<Box<dyn File>>;
+
+    /// Creates a regular file with exactly `mode`, or truncates an existing
+    /// one (keeping its mode), and opens it for writing.
+    fn create_file(&self, path: &Path, mode: u32) -> Result<Box<dyn File>>;
+
+    /// Creates a directory with exactly `mode`.
+    fn mkdir(&self, path: &Path, mode: u32) -> Result<()>;
+
+    /// Creates a symlink at `path` whose content is `target` (stored as
+    /// given: it is resolved inside the root only when followed).
+    fn symlink(&self, target: &Path, path: &Path) -> Result<()>;
+
+    /// The content of the symlink at `path`.
+    fn readlink(&self, path: &Path) -> Result<PathBuf>;
+
+    /// Makes `path` a new name of the node at `existing` (not following a
+    /// final symlink in `existing`).
+    fn hardlink(&self, existing: &Path, path: &Path) -> Result<()>;
+
+    /// Creates a fifo or device node with exactly `mode` (permission bits).
+    fn mknod(&self, path: &Path, kind: NodeKind, mode: u32) -> Result<()>;
+
+    /// The value of extended attribute `name`, `None` if unset.
+    fn get_xattr(&self, path: &Path, name: &OsStr) -> Result<Option<Vec<u8>>>;
+
+    /// Sets extended attribute `name`, creating or replacing it.
+    fn set_xattr(&self, path: &Path, name: &OsStr, value: &[u8]) -> Result<()>;
+
+    /// The names of all extended attributes, in no particular order.
+    fn list_xattrs(&self, path: &Path) -> Result<Vec<OsString>>;
+
+    /// Removes extended attribute `name`.
+    fn remove_xattr(&self, path: &Path, name: &OsStr) -> Result<()>;
+
+    /// Sets the permission bits (`mode & 0o7777`). Symlinks have no mode of
+    /// their own: they fail with [`ErrorKind::Unsupported`].
+    fn set_mode(&self, path: &Path, mode: u32) -> Result<()>;
+
+    /// Sets owner and group, not following a final symlink (`lchown`).
+    /// As in the kernel, this clears setuid (and setgid when group-executable)
+    /// on non-directories.
+    fn set_owner(&self, path: &Path, uid: u32, gid: u32) -> Result<()>;
+
+    /// Sets access and modification times, not following a final symlink;
+    /// `None` leaves that time unchanged.
+    fn set_times(&self, path: &Path, atime: Option<Timestamp>, mtime: Option<Timestamp>) -> Result<()>;
+
+    /// Removes a non-directory (`unlink`).
+    fn remove_file(&self, path: &Path) -> Result<()>;
+
+    /// Removes an empty directory (`rmdir`).
+    fn remove_dir(&self, path: &Path) -> Result<()>;
+
+    /// Removes `path` and, if it is a directory, everything below it.
+    /// A missing `path` is not an error (like Go's `os.RemoveAll`, which
+    /// Docker's driver relies on).
+    fn remove_all(&self, path: &Path) -> Result<()>;
+
+    /// Renames `from` to `to`, replacing `to` as `rename(2)` does.
+    fn rename(&self, from: &Path, to: &Path) -> Result<()>;
+
+    /// Does anything (of any type, a dangling symlink included) exist at `path`?
+    fn exists(&self, path: &Path) -> Result<bool> {
+        match self.metadata(path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads a whole regular file.
+    fn read(&self, path: &Path) -> Result<Vec<u8>> {
+        let mut f = self.open_file(path)?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)
+            .map_err(|e| io_error("read", path, &e))?;
+        Ok(buf)
+    }
+
+    /// Creates or truncates a regular file and writes `data` into it.
+    fn write(&self, path: &Path, mode: u32, data: &[u8]) -> Result<()> {
+        let mut f = self.create_file(path, mode)?;
+        f.write_all(data).map_err(|e| io_error("write", path, &e))
+    }
+
+    /// Creates `path` and any missing parents with `mode`; existing
+    /// directories (and symlinks to directories, as intermediate
+    /// components) are left as they are.
+    fn mkdir_all(&self, path: &Path, mode: u32) -> Result<()> {
+        let mut cur = PathBuf::new();
+        let mut last_created = true;
+        for c in path.components() {
+            cur.push(c);
+            if !matches!(c, std::path::Component::Normal(_)) {
+                continue;
+            }
+            last_created = match self.mkdir(&cur, mode) {
+                Ok(()) => true,
+                // The next mkdir resolves `cur` as a directory and fails
+                // with NotADirectory if it is not one.
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
+                Err(e) => return Err(e),
+            };
+        }
+        if !last_created && !self.metadata(&cur)?.is_dir() {
+            return Err(Error::new("mkdir_all", path, ErrorKind::NotADirectory));
+        }
+        Ok(())
+    }
+}
+
+/// Converts an `io::Error` from reading or writing an open file.
+pub(crate) fn io_error(op: &'static str, path: &Path, e: &std::io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(errno) => Error::from_errno(op, path, errno),
+        None => Error::new(op, path, ErrorKind::Other(error::libc_errno::EINVAL)).with_detail(e.to_string()),
+    }
+}
