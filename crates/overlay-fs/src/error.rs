@@ -129,7 +129,12 @@ pub struct Error {
 impl Error {
     /// An error of `kind` from operation `op` on `path`.
     pub fn new(op: &'static str, path: impl Into<PathBuf>, kind: ErrorKind) -> Self {
-        Self { op, path: path.into(), kind, detail: None }
+        Self {
+            op,
+            path: path.into(),
+            kind,
+            detail: None,
+        }
     }
 
     /// Adds a sentence that says more than the kind does.

@@ -100,14 +100,22 @@ pub(crate) fn metadata_from_stat(st: &rfs::Stat) -> Metadata {
         ino: st.st_ino,
         dev: st.st_dev,
         rdev: st.st_rdev,
-        mtime: Timestamp { sec: st.st_mtime, nsec: st.st_mtime_nsec as u32 },
-        atime: Timestamp { sec: st.st_atime, nsec: st.st_atime_nsec as u32 },
+        mtime: Timestamp {
+            sec: st.st_mtime,
+            nsec: st.st_mtime_nsec as u32,
+        },
+        atime: Timestamp {
+            sec: st.st_atime,
+            nsec: st.st_atime_nsec as u32,
+        },
     }
 }
 
 fn check_id(op: &'static str, path: &Path, uid: u32, gid: u32) -> Result<()> {
     if uid == u32::MAX || gid == u32::MAX {
-        return Err(Error::new(op, path, ErrorKind::InvalidInput).with_detail("uid or gid -1 means 'unchanged', not an id"));
+        return Err(
+            Error::new(op, path, ErrorKind::InvalidInput).with_detail("uid or gid -1 means 'unchanged', not an id")
+        );
     }
     Ok(())
 }
@@ -123,16 +131,31 @@ impl HostFs {
     /// weaker one without saying so.
     pub fn new(root: impl AsRef<Path>) -> Result<Self> {
         let root_path = root.as_ref().to_path_buf();
-        let root = rfs::open(&root_path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| errno_err("open root", &root_path, e))?;
-        match rfs::openat2(&root, ".", OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::IN_ROOT) {
+        let root = rfs::open(
+            &root_path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| errno_err("open root", &root_path, e))?;
+        match rfs::openat2(
+            &root,
+            ".",
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT,
+        ) {
             Ok(_) => {}
             Err(Errno::NOSYS) => {
-                return Err(Error::new("openat2", &root_path, ErrorKind::Unsupported).with_detail("openat2 with RESOLVE_IN_ROOT needs Linux 5.6 or newer"));
+                return Err(Error::new("openat2", &root_path, ErrorKind::Unsupported)
+                    .with_detail("openat2 with RESOLVE_IN_ROOT needs Linux 5.6 or newer"));
             }
             Err(e) => return Err(errno_err("openat2", &root_path, e)),
         }
-        Ok(Self { root, root_path, umask: current_umask() })
+        Ok(Self {
+            root,
+            root_path,
+            umask: current_umask(),
+        })
     }
 
     /// The host path of the root, as given to [`HostFs::new`].
@@ -142,7 +165,11 @@ impl HostFs {
 
     /// `openat2` of `rel` (which may be empty) inside the root.
     fn open_in_root(&self, op: &'static str, path: &Path, rel: &Path, flags: OFlags) -> Result<OwnedFd> {
-        let rel: &Path = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+        let rel: &Path = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
         let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
         for _ in 0..EAGAIN_RETRIES {
             match rfs::openat2(&self.root, rel, flags | OFlags::CLOEXEC, Mode::empty(), resolve) {
@@ -151,7 +178,8 @@ impl HostFs {
                 Ok(fd) => return Ok(fd),
             }
         }
-        Err(Error::new(op, path, ErrorKind::Other(Errno::AGAIN.raw_os_error())).with_detail("path kept changing during resolution"))
+        Err(Error::new(op, path, ErrorKind::Other(Errno::AGAIN.raw_os_error()))
+            .with_detail("path kept changing during resolution"))
     }
 
     /// The directory named by `parts`, resolved inside the root.
@@ -166,7 +194,8 @@ impl HostFs {
                 Part::Name(n) => rel.push(n),
             }
         }
-        self.open_in_root(op, path, &rel, OFlags::PATH | OFlags::DIRECTORY).map(Dir::Owned)
+        self.open_in_root(op, path, &rel, OFlags::PATH | OFlags::DIRECTORY)
+            .map(Dir::Owned)
     }
 
     /// The parent directory of `path` and the final name in it.
@@ -177,16 +206,25 @@ impl HostFs {
 
     /// Pins the node at `name` in `dir` without following a symlink.
     fn pin(&self, op: &'static str, path: &Path, dir: &Dir<'_>, name: &OsStr) -> Result<(OwnedFd, Metadata)> {
-        let fd = rfs::openat(dir.fd(), name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| errno_err(op, path, e))?;
+        let fd = rfs::openat(
+            dir.fd(),
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| errno_err(op, path, e))?;
         let st = rfs::fstat(&fd).map_err(|e| errno_err(op, path, e))?;
         Ok((fd, metadata_from_stat(&st)))
     }
 
     /// Reopens a pinned regular file through its `/proc/self/fd` entry.
     fn reopen(&self, op: &'static str, path: &Path, fd: &OwnedFd, flags: OFlags) -> Result<OwnedFd> {
-        rfs::open(proc_path(fd.as_fd(), None), flags | OFlags::CLOEXEC | OFlags::NOCTTY, Mode::empty())
-            .map_err(|e| errno_err(op, path, e))
+        rfs::open(
+            proc_path(fd.as_fd(), None),
+            flags | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+        )
+        .map_err(|e| errno_err(op, path, e))
     }
 
     fn open_regular(&self, op: &'static str, path: &Path, flags: OFlags) -> Result<Box<dyn File>> {
@@ -194,13 +232,21 @@ impl HostFs {
         let (fd, md) = self.pin(op, path, &dir, name)?;
         require_regular(op, path, &md)?;
         let fd = self.reopen(op, path, &fd, flags)?;
-        Ok(Box::new(HostFile { file: std::fs::File::from(fd), path: path.to_path_buf() }))
+        Ok(Box::new(HostFile {
+            file: std::fs::File::from(fd),
+            path: path.to_path_buf(),
+        }))
     }
 
     /// Sets `mode` exactly on a pinned node when creation could not.
     fn chmod_pinned(&self, op: &'static str, path: &Path, fd: &OwnedFd, mode: u32) -> Result<()> {
-        rfs::chmodat(rfs::CWD, proc_path(fd.as_fd(), None), Mode::from_raw_mode(mode), AtFlags::empty())
-            .map_err(|e| errno_err(op, path, e))
+        rfs::chmodat(
+            rfs::CWD,
+            proc_path(fd.as_fd(), None),
+            Mode::from_raw_mode(mode),
+            AtFlags::empty(),
+        )
+        .map_err(|e| errno_err(op, path, e))
     }
 
     /// Whether creating with `mode` needs an explicit chmod afterwards:
@@ -240,7 +286,8 @@ fn check_xattr_args(op: &'static str, path: &Path, name: &OsStr, value: Option<&
     if value.is_some_and(|v| v.len() > XATTR_SIZE_MAX) {
         return Err(Error::new(op, path, ErrorKind::InvalidInput).with_detail("xattr value larger than 64 KiB"));
     }
-    CString::new(bytes).map_err(|_| Error::new(op, path, ErrorKind::InvalidInput).with_detail("xattr name contains a NUL byte"))
+    CString::new(bytes)
+        .map_err(|_| Error::new(op, path, ErrorKind::InvalidInput).with_detail("xattr name contains a NUL byte"))
 }
 
 impl Fs for HostFs {
@@ -261,10 +308,20 @@ impl Fs for HostFs {
         const OP: &str = "readdir";
         let s = split(OP, path)?;
         let fd = match s.name {
-            None => rfs::openat(&self.root, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()),
+            None => rfs::openat(
+                &self.root,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            ),
             Some(name) => {
                 let dir = self.resolve_dir(OP, path, &s.parent)?;
-                rfs::openat(dir.fd(), name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+                rfs::openat(
+                    dir.fd(),
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
             }
         }
         .map_err(|e| errno_err(OP, path, e))?;
@@ -297,7 +354,10 @@ impl Fs for HostFs {
             }
             Err(e) => return Err(errno_err(OP, path, e)),
         };
-        Ok(Box::new(HostFile { file: std::fs::File::from(fd), path: path.to_path_buf() }))
+        Ok(Box::new(HostFile {
+            file: std::fs::File::from(fd),
+            path: path.to_path_buf(),
+        }))
     }
 
     fn mkdir(&self, path: &Path, mode: u32) -> Result<()> {
@@ -340,7 +400,8 @@ impl Fs for HostFs {
             NodeKind::CharDevice(_) => rfs::FileType::CharacterDevice,
             NodeKind::BlockDevice(_) => rfs::FileType::BlockDevice,
         };
-        rfs::mknodat(dir.fd(), name, ty, Mode::from_raw_mode(mode & 0o777), kind.rdev()).map_err(|e| errno_err(OP, path, e))?;
+        rfs::mknodat(dir.fd(), name, ty, Mode::from_raw_mode(mode & 0o777), kind.rdev())
+            .map_err(|e| errno_err(OP, path, e))?;
         if self.needs_chmod(mode) {
             let (fd, _) = self.pin(OP, path, &dir, name)?;
             self.chmod_pinned(OP, path, &fd, mode & 0o7777)?;
@@ -353,14 +414,22 @@ impl Fs for HostFs {
         let (target, follow, _dir) = self.xattr_target(OP, path)?;
         let cname = check_xattr_args(OP, path, name, None)?;
         loop {
-            let len = if follow { rfs::getxattr_query(&target, &*cname) } else { rfs::lgetxattr_query(&target, &*cname) };
+            let len = if follow {
+                rfs::getxattr_query(&target, &*cname)
+            } else {
+                rfs::lgetxattr_query(&target, &*cname)
+            };
             let len = match len {
                 Ok(n) => n,
                 Err(Errno::NODATA) => return Ok(None),
                 Err(e) => return Err(errno_err(OP, path, e)),
             };
             let mut buf = vec![0u8; len];
-            let got = if follow { rfs::getxattr(&target, &*cname, &mut buf[..]) } else { rfs::lgetxattr(&target, &*cname, &mut buf[..]) };
+            let got = if follow {
+                rfs::getxattr(&target, &*cname, &mut buf[..])
+            } else {
+                rfs::lgetxattr(&target, &*cname, &mut buf[..])
+            };
             match got {
                 Ok(n) => {
                     buf.truncate(n);
@@ -379,17 +448,30 @@ impl Fs for HostFs {
         let (target, follow, _dir) = self.xattr_target(OP, path)?;
         let cname = check_xattr_args(OP, path, name, Some(value))?;
         let flags = rfs::XattrFlags::empty();
-        if follow { rfs::setxattr(&target, &*cname, value, flags) } else { rfs::lsetxattr(&target, &*cname, value, flags) }
-            .map_err(|e| errno_err(OP, path, e))
+        if follow {
+            rfs::setxattr(&target, &*cname, value, flags)
+        } else {
+            rfs::lsetxattr(&target, &*cname, value, flags)
+        }
+        .map_err(|e| errno_err(OP, path, e))
     }
 
     fn list_xattrs(&self, path: &Path) -> Result<Vec<OsString>> {
         const OP: &str = "listxattr";
         let (target, follow, _dir) = self.xattr_target(OP, path)?;
         loop {
-            let len = if follow { rfs::listxattr_query(&target) } else { rfs::llistxattr_query(&target) }.map_err(|e| errno_err(OP, path, e))?;
+            let len = if follow {
+                rfs::listxattr_query(&target)
+            } else {
+                rfs::llistxattr_query(&target)
+            }
+            .map_err(|e| errno_err(OP, path, e))?;
             let mut buf = vec![0u8; len];
-            match if follow { rfs::listxattr(&target, &mut buf[..]) } else { rfs::llistxattr(&target, &mut buf[..]) } {
+            match if follow {
+                rfs::listxattr(&target, &mut buf[..])
+            } else {
+                rfs::llistxattr(&target, &mut buf[..])
+            } {
                 Ok(n) => {
                     buf.truncate(n);
                     return Ok(buf
@@ -408,7 +490,12 @@ impl Fs for HostFs {
         const OP: &str = "removexattr";
         let (target, follow, _dir) = self.xattr_target(OP, path)?;
         let cname = check_xattr_args(OP, path, name, None)?;
-        if follow { rfs::removexattr(&target, &*cname) } else { rfs::lremovexattr(&target, &*cname) }.map_err(|e| errno_err(OP, path, e))
+        if follow {
+            rfs::removexattr(&target, &*cname)
+        } else {
+            rfs::lremovexattr(&target, &*cname)
+        }
+        .map_err(|e| errno_err(OP, path, e))
     }
 
     fn set_mode(&self, path: &Path, mode: u32) -> Result<()> {
@@ -416,13 +503,18 @@ impl Fs for HostFs {
         let s = split(OP, path)?;
         let mode = mode & 0o7777;
         match s.name {
-            None => rfs::fchmod(&self.open_in_root(OP, path, Path::new(""), OFlags::RDONLY | OFlags::DIRECTORY)?, Mode::from_raw_mode(mode))
-                .map_err(|e| errno_err(OP, path, e)),
+            None => rfs::fchmod(
+                &self.open_in_root(OP, path, Path::new(""), OFlags::RDONLY | OFlags::DIRECTORY)?,
+                Mode::from_raw_mode(mode),
+            )
+            .map_err(|e| errno_err(OP, path, e)),
             Some(name) => {
                 let dir = self.resolve_dir(OP, path, &s.parent)?;
                 let (fd, md) = self.pin(OP, path, &dir, name)?;
                 if md.is_symlink() {
-                    return Err(Error::new(OP, path, ErrorKind::Unsupported).with_detail("symlinks have no mode of their own"));
+                    return Err(
+                        Error::new(OP, path, ErrorKind::Unsupported).with_detail("symlinks have no mode of their own")
+                    );
                 }
                 self.chmod_pinned(OP, path, &fd, mode)
             }
@@ -447,10 +539,19 @@ impl Fs for HostFs {
     fn set_times(&self, path: &Path, atime: Option<Timestamp>, mtime: Option<Timestamp>) -> Result<()> {
         const OP: &str = "utimensat";
         let ts = |t: Option<Timestamp>| match t {
-            Some(t) => rfs::Timespec { tv_sec: t.sec, tv_nsec: t.nsec as _ },
-            None => rfs::Timespec { tv_sec: 0, tv_nsec: rfs::UTIME_OMIT },
+            Some(t) => rfs::Timespec {
+                tv_sec: t.sec,
+                tv_nsec: t.nsec as _,
+            },
+            None => rfs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rfs::UTIME_OMIT,
+            },
         };
-        let times = rfs::Timestamps { last_access: ts(atime), last_modification: ts(mtime) };
+        let times = rfs::Timestamps {
+            last_access: ts(atime),
+            last_modification: ts(mtime),
+        };
         let s = split(OP, path)?;
         match s.name {
             None => rfs::utimensat(rfs::CWD, proc_path(self.root.as_fd(), None), &times, AtFlags::empty()),
@@ -517,7 +618,11 @@ fn read_dir_fd(op: &'static str, path: &Path, fd: OwnedFd) -> Result<Vec<DirEntr
                 metadata_from_stat(&st).file_type
             }
         };
-        out.push(DirEntry { name: name.to_os_string(), file_type, ino: entry.ino() });
+        out.push(DirEntry {
+            name: name.to_os_string(),
+            file_type,
+            ino: entry.ino(),
+        });
     }
     Ok(out)
 }
@@ -531,7 +636,12 @@ fn remove_all_at(op: &'static str, path: &Path, dir: BorrowedFd<'_>, name: &OsSt
         Err(Errno::ISDIR) | Err(Errno::PERM) => {}
         Err(e) => return Err(errno_err(op, path, e)),
     }
-    let fd = match rfs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+    let fd = match rfs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(()),
         Err(e) => return Err(errno_err(op, path, e)),
@@ -583,11 +693,15 @@ impl Seek for HostFile {
 
 impl File for HostFile {
     fn metadata(&self) -> Result<Metadata> {
-        rfs::fstat(&self.file).map(|st| metadata_from_stat(&st)).map_err(|e| errno_err("fstat", &self.path, e))
+        rfs::fstat(&self.file)
+            .map(|st| metadata_from_stat(&st))
+            .map_err(|e| errno_err("fstat", &self.path, e))
     }
 
     fn set_len(&mut self, len: u64) -> Result<()> {
-        self.file.set_len(len).map_err(|e| crate::io_error("ftruncate", &self.path, &e))
+        self.file
+            .set_len(len)
+            .map_err(|e| crate::io_error("ftruncate", &self.path, &e))
     }
 
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {

@@ -179,8 +179,7 @@ pub trait Fs: Send + Sync + std::fmt::Debug {
     fn read(&self, path: &Path) -> Result<Vec<u8>> {
         let mut f = self.open_file(path)?;
         let mut buf = Vec::new();
-        f.read_to_end(&mut buf)
-            .map_err(|e| io_error("read", path, &e))?;
+        f.read_to_end(&mut buf).map_err(|e| io_error("read", path, &e))?;
         Ok(buf)
     }
 

@@ -47,13 +47,18 @@ impl Default for MemFs {
 
 impl fmt::Debug for MemFs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemFs").field("inodes", &self.state.lock().nodes.len()).finish()
+        f.debug_struct("MemFs")
+            .field("inodes", &self.state.lock().nodes.len())
+            .finish()
     }
 }
 
 enum Content {
     File(Vec<u8>),
-    Dir { entries: BTreeMap<OsString, u64>, parent: u64 },
+    Dir {
+        entries: BTreeMap<OsString, u64>,
+        parent: u64,
+    },
     Symlink(PathBuf),
     Special(NodeKind),
 }
@@ -116,7 +121,10 @@ impl State {
     fn new() -> Self {
         let now = Timestamp::now();
         let root = Node {
-            content: Content::Dir { entries: BTreeMap::new(), parent: ROOT },
+            content: Content::Dir {
+                entries: BTreeMap::new(),
+                parent: ROOT,
+            },
             mode: 0o755,
             uid: 0,
             gid: 0,
@@ -126,7 +134,10 @@ impl State {
             atime: now,
             xattrs: BTreeMap::new(),
         };
-        Self { nodes: HashMap::from([(ROOT, root)]), next_ino: ROOT + 1 }
+        Self {
+            nodes: HashMap::from([(ROOT, root)]),
+            next_ino: ROOT + 1,
+        }
     }
 
     fn node(&self, ino: u64) -> &Node {
@@ -301,7 +312,11 @@ impl State {
         let n = self.node_mut(ino);
         n.nlink = n.nlink.saturating_sub(1);
         if n.nlink == 0 && n.open == 0 {
-            if let Some(Node { content: Content::Dir { entries, .. }, .. }) = self.nodes.remove(&ino) {
+            if let Some(Node {
+                content: Content::Dir { entries, .. },
+                ..
+            }) = self.nodes.remove(&ino)
+            {
                 for child in entries.into_values() {
                     self.drop_link(child);
                 }
@@ -362,7 +377,11 @@ fn xattr_namespace(op: &'static str, path: &Path, name: &OsStr, ty: FileType, wr
     for ns in [&b"user."[..], b"trusted.", b"security."] {
         if let Some(rest) = b.strip_prefix(ns) {
             if ns == b"user." && !matches!(ty, FileType::Regular | FileType::Directory) {
-                return if write { Err(Error::new(op, path, ErrorKind::PermissionDenied)) } else { Ok(false) };
+                return if write {
+                    Err(Error::new(op, path, ErrorKind::PermissionDenied))
+                } else {
+                    Ok(false)
+                };
             }
             if rest.is_empty() {
                 return Err(Error::new(op, path, ErrorKind::InvalidInput));
@@ -376,12 +395,21 @@ fn xattr_namespace(op: &'static str, path: &Path, name: &OsStr, ty: FileType, wr
 impl MemFs {
     /// An empty tree: a root directory with mode 0755 owned by 0:0.
     pub fn new() -> Self {
-        Self { state: Arc::new(Mutex::new(State::new())) }
+        Self {
+            state: Arc::new(Mutex::new(State::new())),
+        }
     }
 
     fn handle(&self, ino: u64, path: &Path, read: bool, write: bool) -> Box<dyn File> {
         self.state.lock().node_mut(ino).open += 1;
-        Box::new(MemFile { fs: self.clone(), ino, pos: 0, read, write, path: path.to_path_buf() })
+        Box::new(MemFile {
+            fs: self.clone(),
+            ino,
+            pos: 0,
+            read,
+            write,
+            path: path.to_path_buf(),
+        })
     }
 }
 
@@ -403,7 +431,11 @@ impl Fs for MemFs {
         };
         Ok(entries
             .iter()
-            .map(|(name, &ino)| DirEntry { name: name.clone(), file_type: st.node(ino).file_type(), ino })
+            .map(|(name, &ino)| DirEntry {
+                name: name.clone(),
+                file_type: st.node(ino).file_type(),
+                ino,
+            })
             .collect())
     }
 
@@ -443,7 +475,15 @@ impl Fs for MemFs {
         if st.entry(dir, name).is_some() {
             return Err(Error::new(OP, path, ErrorKind::AlreadyExists));
         }
-        st.insert(dir, name, Content::Dir { entries: BTreeMap::new(), parent: dir }, mode & 0o7777);
+        st.insert(
+            dir,
+            name,
+            Content::Dir {
+                entries: BTreeMap::new(),
+                parent: dir,
+            },
+            mode & 0o7777,
+        );
         Ok(())
     }
 
@@ -576,7 +616,9 @@ impl Fs for MemFs {
     fn set_owner(&self, path: &Path, uid: u32, gid: u32) -> Result<()> {
         const OP: &str = "lchown";
         if uid == u32::MAX || gid == u32::MAX {
-            return Err(Error::new(OP, path, ErrorKind::InvalidInput).with_detail("uid or gid -1 means 'unchanged', not an id"));
+            return Err(
+                Error::new(OP, path, ErrorKind::InvalidInput).with_detail("uid or gid -1 means 'unchanged', not an id")
+            );
         }
         let mut st = self.state.lock();
         let ino = st.lookup(OP, path)?;
@@ -655,7 +697,9 @@ impl Fs for MemFs {
         let src_is_dir = st.node(src).entries().is_some();
         // The kernel's checks, in its order (do_renameat2, vfs_rename).
         if src_is_dir && st.is_ancestor_or_self(src, tdir) {
-            return Err(Error::new(OP, from, ErrorKind::InvalidInput).with_detail("cannot move a directory into itself"));
+            return Err(
+                Error::new(OP, from, ErrorKind::InvalidInput).with_detail("cannot move a directory into itself")
+            );
         }
         if let Some(dst) = dst {
             if st.is_ancestor_or_self(dst, fdir) {

@@ -120,10 +120,16 @@ impl Timestamp {
     /// The current time of the system clock.
     pub fn now() -> Self {
         match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-            Ok(d) => Self { sec: d.as_secs() as i64, nsec: d.subsec_nanos() },
+            Ok(d) => Self {
+                sec: d.as_secs() as i64,
+                nsec: d.subsec_nanos(),
+            },
             Err(e) => {
                 let d = e.duration();
-                Self { sec: -(d.as_secs() as i64), nsec: 0 }
+                Self {
+                    sec: -(d.as_secs() as i64),
+                    nsec: 0,
+                }
             }
         }
     }

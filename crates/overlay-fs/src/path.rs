@@ -63,8 +63,14 @@ pub(crate) fn split<'a>(op: &'static str, path: &'a Path) -> Result<Split<'a>> {
         }
     }
     match parts.pop() {
-        None => Ok(Split { parent: parts, name: None }),
-        Some(Part::Name(n)) => Ok(Split { parent: parts, name: Some(n) }),
+        None => Ok(Split {
+            parent: parts,
+            name: None,
+        }),
+        Some(Part::Name(n)) => Ok(Split {
+            parent: parts,
+            name: Some(n),
+        }),
         Some(Part::Up) => Err(Error::new(op, path, ErrorKind::InvalidInput).with_detail("path ends in '..'")),
     }
 }
@@ -128,6 +134,9 @@ mod tests {
 
     #[test]
     fn root_is_not_a_child() {
-        assert_eq!(split_child("t", Path::new("/")).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            split_child("t", Path::new("/")).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
     }
 }

@@ -5,6 +5,8 @@
 //! Tests that need root on the host (chown, device nodes, `trusted.*`
 //! xattrs) print why they skip when run unprivileged; `MemFs` always runs.
 
+#![allow(clippy::unwrap_used, missing_docs)]
+
 use std::ffi::OsStr;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -39,11 +41,19 @@ impl Backend {
         let fs = HostFs::new(dir.path()).expect("HostFs::new");
         // The tree's root gets the same mode as MemFs's root.
         fs.set_mode(p(""), 0o755).expect("chmod root");
-        Self { fs: Box::new(fs), privileged: rustix::process::geteuid().is_root(), _dir: Some(dir) }
+        Self {
+            fs: Box::new(fs),
+            privileged: rustix::process::geteuid().is_root(),
+            _dir: Some(dir),
+        }
     }
 
     fn mem() -> Self {
-        Self { fs: Box::new(MemFs::new()), privileged: true, _dir: None }
+        Self {
+            fs: Box::new(MemFs::new()),
+            privileged: true,
+            _dir: None,
+        }
     }
 
     /// False (after saying why) when the test needs root and the host
@@ -175,7 +185,11 @@ fn symlinks_are_stored_not_followed(b: &Backend) {
     let md = fs.metadata(p("link")).unwrap();
     assert_eq!((md.file_type, md.size, md.mode), (FileType::Symlink, 6, 0o777));
     assert_eq!(fs.readlink(p("link")).unwrap(), p("target"));
-    assert_eq!(fs.readlink(p("odd")).unwrap(), p("/abs/../x"), "targets are stored verbatim");
+    assert_eq!(
+        fs.readlink(p("odd")).unwrap(),
+        p("/abs/../x"),
+        "targets are stored verbatim"
+    );
     assert_eq!(kind(fs.readlink(p("target"))), ErrorKind::InvalidInput);
     assert_eq!(kind(fs.symlink(p(""), p("empty"))), ErrorKind::NotFound);
     assert_eq!(kind(fs.symlink(p("x"), p("link"))), ErrorKind::AlreadyExists);
@@ -210,7 +224,10 @@ fn special_nodes(b: &Backend) {
     fs.mknod(p("fifo"), NodeKind::Fifo, 0o644).unwrap();
     assert_eq!(fs.metadata(p("fifo")).unwrap().file_type, FileType::Fifo);
     assert_eq!(kind(fs.open_file(p("fifo"))), ErrorKind::NotARegularFile);
-    assert_eq!(kind(fs.mknod(p("fifo"), NodeKind::Fifo, 0o644)), ErrorKind::AlreadyExists);
+    assert_eq!(
+        kind(fs.mknod(p("fifo"), NodeKind::Fifo, 0o644)),
+        ErrorKind::AlreadyExists
+    );
     if !b.can("mknod of devices") {
         return;
     }
@@ -218,9 +235,13 @@ fn special_nodes(b: &Backend) {
     let md = fs.metadata(p("wh")).unwrap();
     assert!(md.is_whiteout(), "{md:?}");
     assert_eq!(kind(fs.open_file(p("wh"))), ErrorKind::NotARegularFile);
-    fs.mknod(p("loop"), NodeKind::BlockDevice(makedev(7, 0)), 0o660).unwrap();
+    fs.mknod(p("loop"), NodeKind::BlockDevice(makedev(7, 0)), 0o660)
+        .unwrap();
     let md = fs.metadata(p("loop")).unwrap();
-    assert_eq!((md.file_type, overlay_fs::major(md.rdev), overlay_fs::minor(md.rdev)), (FileType::BlockDevice, 7, 0));
+    assert_eq!(
+        (md.file_type, overlay_fs::major(md.rdev), overlay_fs::minor(md.rdev)),
+        (FileType::BlockDevice, 7, 0)
+    );
     fs.mknod(p("null"), NodeKind::CharDevice(makedev(1, 3)), 0o666).unwrap();
     assert_eq!(fs.metadata(p("null")).unwrap().rdev, makedev(1, 3));
     // Never opened: a device node in an image must not be touched.
@@ -244,20 +265,36 @@ fn xattrs_follow_the_kernel_namespace_rules(b: &Backend) {
     assert_eq!(kind(fs.remove_xattr(p("d"), x("user.b"))), ErrorKind::NoSuchAttribute);
     assert_eq!(kind(fs.set_xattr(p("d"), x("bogus.a"), b"")), ErrorKind::Unsupported);
     assert_eq!(kind(fs.set_xattr(p("d"), x(""), b"")), ErrorKind::InvalidInput);
-    assert_eq!(kind(fs.set_xattr(p("d"), x("user.big"), &vec![0u8; 65537])), ErrorKind::InvalidInput);
+    assert_eq!(
+        kind(fs.set_xattr(p("d"), x("user.big"), &vec![0u8; 65537])),
+        ErrorKind::InvalidInput
+    );
     assert_eq!(kind(fs.get_xattr(p("missing"), x("user.a"))), ErrorKind::NotFound);
     // user.* only on files and directories; a symlink is never followed.
     fs.symlink(p("d"), p("s")).unwrap();
-    assert_eq!(kind(fs.set_xattr(p("s"), x("user.a"), b"x")), ErrorKind::PermissionDenied);
+    assert_eq!(
+        kind(fs.set_xattr(p("s"), x("user.a"), b"x")),
+        ErrorKind::PermissionDenied
+    );
     assert_eq!(fs.get_xattr(p("s"), x("user.a")).unwrap(), None);
     if !b.can("trusted.* xattrs") {
         return;
     }
     fs.set_xattr(p("d"), x("trusted.overlay.opaque"), b"y").unwrap();
-    assert_eq!(fs.get_xattr(p("d"), x("trusted.overlay.opaque")).unwrap().as_deref(), Some(&b"y"[..]));
+    assert_eq!(
+        fs.get_xattr(p("d"), x("trusted.overlay.opaque")).unwrap().as_deref(),
+        Some(&b"y"[..])
+    );
     fs.set_xattr(p("s"), x("trusted.t"), b"on-link").unwrap();
-    assert_eq!(fs.get_xattr(p("s"), x("trusted.t")).unwrap().as_deref(), Some(&b"on-link"[..]));
-    assert_eq!(fs.get_xattr(p("d"), x("trusted.t")).unwrap(), None, "the target is untouched");
+    assert_eq!(
+        fs.get_xattr(p("s"), x("trusted.t")).unwrap().as_deref(),
+        Some(&b"on-link"[..])
+    );
+    assert_eq!(
+        fs.get_xattr(p("d"), x("trusted.t")).unwrap(),
+        None,
+        "the target is untouched"
+    );
 }
 
 fn mode_owner_and_times_do_not_follow_symlinks(b: &Backend) {
@@ -266,7 +303,10 @@ fn mode_owner_and_times_do_not_follow_symlinks(b: &Backend) {
     fs.symlink(p("f"), p("s")).unwrap();
     assert_eq!(kind(fs.set_mode(p("s"), 0o600)), ErrorKind::Unsupported);
     assert_eq!(fs.metadata(p("f")).unwrap().mode, 0o644);
-    let t = Timestamp { sec: 1_000_000_000, nsec: 123_456_789 };
+    let t = Timestamp {
+        sec: 1_000_000_000,
+        nsec: 123_456_789,
+    };
     fs.set_times(p("s"), Some(t), Some(t)).unwrap();
     assert_eq!(fs.metadata(p("s")).unwrap().mtime, t);
     assert_ne!(fs.metadata(p("f")).unwrap().mtime, t);
@@ -298,7 +338,11 @@ fn chown_clears_setuid(b: &Backend) {
     }
     assert_eq!(fs.metadata(p("suid")).unwrap().mode, 0o755);
     assert_eq!(fs.metadata(p("sgid_x")).unwrap().mode, 0o755);
-    assert_eq!(fs.metadata(p("sgid_nox")).unwrap().mode, 0o2745, "setgid without group-exec is mandatory locking, kept");
+    assert_eq!(
+        fs.metadata(p("sgid_nox")).unwrap().mode,
+        0o2745,
+        "setgid without group-exec is mandatory locking, kept"
+    );
     assert_eq!(fs.metadata(p("dir")).unwrap().mode, 0o2755, "directories keep setgid");
     // chmod after chown is how an extractor keeps setuid.
     fs.set_mode(p("suid"), 0o4755).unwrap();
@@ -392,7 +436,15 @@ fn resolution_stays_inside_the_root(b: &Backend) {
     fs.symlink(p("../../../.."), p("up")).unwrap();
     fs.symlink(p("/etc"), p("abs_etc")).unwrap();
     fs.symlink(p("slash/up/abs_etc"), p("chain")).unwrap();
-    for via in ["slash/etc/passwd", "up/etc/passwd", "abs_etc/passwd", "chain/passwd", "../../etc/passwd", "/../etc/passwd", "etc/../../etc/passwd"] {
+    for via in [
+        "slash/etc/passwd",
+        "up/etc/passwd",
+        "abs_etc/passwd",
+        "chain/passwd",
+        "../../etc/passwd",
+        "/../etc/passwd",
+        "etc/../../etc/passwd",
+    ] {
         assert_eq!(fs.read(p(via)).unwrap(), b"inside", "{via}");
     }
     fs.write(p("chain/new"), 0o600, b"n").unwrap();
@@ -426,14 +478,21 @@ fn the_root_itself(b: &Backend) {
     fs.set_mode(p("/"), 0o710).unwrap();
     assert_eq!(fs.metadata(p(".")).unwrap().mode, 0o710);
     fs.set_xattr(p(""), x("user.root"), b"r").unwrap();
-    assert_eq!(fs.get_xattr(p("/"), x("user.root")).unwrap().as_deref(), Some(&b"r"[..]));
+    assert_eq!(
+        fs.get_xattr(p("/"), x("user.root")).unwrap().as_deref(),
+        Some(&b"r"[..])
+    );
     assert!(fs.list_xattrs(p("")).unwrap().contains(&x("user.root").to_os_string()));
     fs.remove_xattr(p(""), x("user.root")).unwrap();
     let t = Timestamp::from_secs(7);
     fs.set_times(p(""), None, Some(t)).unwrap();
     assert_eq!(fs.metadata(p("")).unwrap().mtime, t);
     assert!(fs.read_dir(p("")).unwrap().is_empty());
-    for r in [fs.rename(p(""), p("x")), fs.remove_file(p("/")), fs.mkdir(p("."), 0o755)] {
+    for r in [
+        fs.rename(p(""), p("x")),
+        fs.remove_file(p("/")),
+        fs.mkdir(p("."), 0o755),
+    ] {
         assert_eq!(kind(r), ErrorKind::InvalidInput);
     }
     if b.can("chown") {
@@ -450,7 +509,12 @@ fn read_dir_lists_names_and_types(b: &Backend) {
     fs.write(p("d/file"), 0o644, b"").unwrap();
     fs.symlink(p("sub"), p("d/link")).unwrap();
     fs.mknod(p("d/pipe"), NodeKind::Fifo, 0o644).unwrap();
-    let mut entries: Vec<_> = fs.read_dir(p("d")).unwrap().into_iter().map(|e| (e.name.into_string().unwrap(), e.file_type)).collect();
+    let mut entries: Vec<_> = fs
+        .read_dir(p("d"))
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name.into_string().unwrap(), e.file_type))
+        .collect();
     entries.sort();
     assert_eq!(
         entries,
@@ -462,8 +526,15 @@ fn read_dir_lists_names_and_types(b: &Backend) {
         ]
     );
     assert_eq!(kind(fs.read_dir(p("d/file"))), ErrorKind::NotADirectory);
-    assert_eq!(kind(fs.read_dir(p("d/link"))), ErrorKind::NotADirectory, "a final symlink is not followed");
-    assert_eq!(fs.read_dir(p("d/link/..")).map(|_| ()).map_err(|e| e.kind()), Err(ErrorKind::InvalidInput));
+    assert_eq!(
+        kind(fs.read_dir(p("d/link"))),
+        ErrorKind::NotADirectory,
+        "a final symlink is not followed"
+    );
+    assert_eq!(
+        fs.read_dir(p("d/link/..")).map(|_| ()).map_err(|e| e.kind()),
+        Err(ErrorKind::InvalidInput)
+    );
     assert_eq!(fs.read_dir(p("d/link/../sub")).unwrap().len(), 0);
 }
 
@@ -489,7 +560,10 @@ fn setgid_directories_pass_their_group_down(b: &Backend) {
     fs.set_mode(p("shared"), 0o2775).unwrap();
     fs.mkdir(p("shared/sub"), 0o755).unwrap();
     fs.write(p("shared/file"), 0o644, b"").unwrap();
-    let (d, f) = (fs.metadata(p("shared/sub")).unwrap(), fs.metadata(p("shared/file")).unwrap());
+    let (d, f) = (
+        fs.metadata(p("shared/sub")).unwrap(),
+        fs.metadata(p("shared/file")).unwrap(),
+    );
     assert_eq!((d.mode, d.gid), (0o2755, 77));
     assert_eq!((f.mode, f.gid), (0o644, 77));
 }
@@ -528,5 +602,8 @@ fn create_refuses_non_regular_targets(b: &Backend) {
     assert_eq!(kind(fs.create_file(p("d"), 0o644)), ErrorKind::IsADirectory);
     assert_eq!(kind(fs.create_file(p("s"), 0o644)), ErrorKind::SymlinkLoop);
     assert_eq!(kind(fs.create_file(p("p"), 0o644)), ErrorKind::NotARegularFile);
-    assert!(!fs.exists(p("target")).unwrap(), "a dangling symlink is never created through");
+    assert!(
+        !fs.exists(p("target")).unwrap(),
+        "a dangling symlink is never created through"
+    );
 }

@@ -11,8 +11,7 @@
 use std::path::PathBuf;
 
 use overlay_layout::{
-    DepthLimit, Home, LayerId, LayoutError, LinkId, Lower, link_target, mode, relative_diff_dir,
-    relative_work_dir,
+    DepthLimit, Home, LayerId, LayoutError, LinkId, Lower, link_target, mode, relative_diff_dir, relative_work_dir,
 };
 
 fn main() -> Result<(), LayoutError> {
@@ -21,16 +20,8 @@ fn main() -> Result<(), LayoutError> {
         .map_or_else(|| PathBuf::from("/var/lib/docker/overlay2"), PathBuf::from);
     let home = Home::new(root);
 
-    println!(
-        "home        {}  (mode {:o})",
-        home.root().display(),
-        mode::HOME
-    );
-    println!(
-        "links       {}  (mode {:o})",
-        home.link_dir().display(),
-        mode::LINK_DIR
-    );
+    println!("home        {}  (mode {:o})", home.root().display(), mode::HOME);
+    println!("links       {}  (mode {:o})", home.link_dir().display(), mode::LINK_DIR);
 
     // base <- app <- container, each created on top of the one before.
     let names = ["base", "app", "container"];
@@ -51,10 +42,7 @@ fn main() -> Result<(), LayoutError> {
         println!("layer {id}");
         println!("  dir       {}", home.layer_dir(&id).display());
         println!("  diff      {}", home.diff_dir(&id).display());
-        println!(
-            "  link file {}  contains {link}",
-            home.link_file(&id).display()
-        );
+        println!("  link file {}  contains {link}", home.link_file(&id).display());
         println!(
             "  symlink   {} -> {}",
             home.link_path(link).display(),
@@ -64,14 +52,8 @@ fn main() -> Result<(), LayoutError> {
             None => println!("  no parent: no lower file, no work dir"),
             Some(lower) => {
                 println!("  work      {}", home.work_dir(&id).display());
-                println!(
-                    "  merged    {} (while mounted)",
-                    home.merged_dir(&id).display()
-                );
-                println!(
-                    "  lower     {}  contains {lower}",
-                    home.lower_file(&id).display()
-                );
+                println!("  merged    {} (while mounted)", home.merged_dir(&id).display());
+                println!("  lower     {}  contains {lower}", home.lower_file(&id).display());
                 let lowerdirs: Vec<String> = home
                     .lower_dirs(lower)
                     .iter()

@@ -115,11 +115,7 @@ impl fmt::Display for LayerIdProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Empty => f.write_str("is empty"),
-            Self::TooLong { len } => write!(
-                f,
-                "is {len} bytes long, the limit is {}",
-                crate::LayerId::MAX_LEN
-            ),
+            Self::TooLong { len } => write!(f, "is {len} bytes long, the limit is {}", crate::LayerId::MAX_LEN),
             Self::ContainsNul => f.write_str("contains a NUL byte"),
             Self::ContainsSlash => f.write_str("contains '/'"),
             Self::Dot => f.write_str("is \".\", the home directory itself"),

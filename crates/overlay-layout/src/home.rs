@@ -248,9 +248,7 @@ pub fn parse_link_target(target: &Path) -> Result<LayerId, LayoutError> {
         target: target.to_path_buf(),
         problem,
     };
-    let text = target
-        .to_str()
-        .ok_or_else(|| invalid(LinkTargetProblem::NotUtf8))?;
+    let text = target.to_str().ok_or_else(|| invalid(LinkTargetProblem::NotUtf8))?;
     if text.starts_with('/') {
         return Err(invalid(LinkTargetProblem::Absolute));
     }
@@ -292,30 +290,15 @@ mod tests {
             home.link_path(link),
             Path::new("/var/lib/docker/overlay2/l/ABCDEFGHIJKLMNOPQRSTUVWXYZ")
         );
-        assert_eq!(
-            home.layer_dir(&base),
-            Path::new("/var/lib/docker/overlay2/base")
-        );
-        assert_eq!(
-            home.diff_dir(&base),
-            Path::new("/var/lib/docker/overlay2/base/diff")
-        );
-        assert_eq!(
-            home.work_dir(&base),
-            Path::new("/var/lib/docker/overlay2/base/work")
-        );
+        assert_eq!(home.layer_dir(&base), Path::new("/var/lib/docker/overlay2/base"));
+        assert_eq!(home.diff_dir(&base), Path::new("/var/lib/docker/overlay2/base/diff"));
+        assert_eq!(home.work_dir(&base), Path::new("/var/lib/docker/overlay2/base/work"));
         assert_eq!(
             home.merged_dir(&base),
             Path::new("/var/lib/docker/overlay2/base/merged")
         );
-        assert_eq!(
-            home.link_file(&base),
-            Path::new("/var/lib/docker/overlay2/base/link")
-        );
-        assert_eq!(
-            home.lower_file(&base),
-            Path::new("/var/lib/docker/overlay2/base/lower")
-        );
+        assert_eq!(home.link_file(&base), Path::new("/var/lib/docker/overlay2/base/link"));
+        assert_eq!(home.lower_file(&base), Path::new("/var/lib/docker/overlay2/base/lower"));
         assert_eq!(
             home.committed_file(&base),
             Path::new("/var/lib/docker/overlay2/base/committed")
@@ -330,10 +313,7 @@ mod tests {
     fn relative_paths() {
         let base = id("base");
         let link = LinkId::parse(LINK).unwrap();
-        assert_eq!(
-            relative_link_path(link),
-            Path::new("l/ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-        );
+        assert_eq!(relative_link_path(link), Path::new("l/ABCDEFGHIJKLMNOPQRSTUVWXYZ"));
         assert_eq!(relative_layer_dir(&base), Path::new("base"));
         assert_eq!(relative_diff_dir(&base), Path::new("base/diff"));
         assert_eq!(relative_work_dir(&base), Path::new("base/work"));

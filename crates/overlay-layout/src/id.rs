@@ -205,10 +205,7 @@ mod tests {
     fn rejects_dot() {
         let (problem, message) = rejected(".");
         assert_eq!(problem, LayerIdProblem::Dot);
-        assert_eq!(
-            message,
-            r#"invalid layer id ".": is ".", the home directory itself"#
-        );
+        assert_eq!(message, r#"invalid layer id ".": is ".", the home directory itself"#);
     }
 
     #[test]
@@ -253,10 +250,7 @@ mod tests {
             format!("invalid layer id {id:?}: is 256 bytes long, the limit is 255")
         );
         // Bytes, not characters: 128 two-byte characters are 256 bytes.
-        assert_eq!(
-            rejected(&"é".repeat(128)).0,
-            LayerIdProblem::TooLong { len: 256 }
-        );
+        assert_eq!(rejected(&"é".repeat(128)).0, LayerIdProblem::TooLong { len: 256 });
     }
 
     #[test]

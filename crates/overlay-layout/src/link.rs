@@ -204,16 +204,10 @@ mod tests {
     fn rejects_wrong_length() {
         let (problem, message) = rejected(b"ABC");
         assert_eq!(problem, LinkIdProblem::WrongLength { len: 3 });
-        assert_eq!(
-            message,
-            r#"invalid link id "ABC": is 3 bytes long, expected 26"#
-        );
+        assert_eq!(message, r#"invalid link id "ABC": is 3 bytes long, expected 26"#);
         assert_eq!(rejected(b"").0, LinkIdProblem::WrongLength { len: 0 });
         let long = format!("{VALID}A");
-        assert_eq!(
-            rejected(long.as_bytes()).0,
-            LinkIdProblem::WrongLength { len: 27 }
-        );
+        assert_eq!(rejected(long.as_bytes()).0, LinkIdProblem::WrongLength { len: 27 });
     }
 
     #[test]
@@ -233,13 +227,7 @@ mod tests {
         for (bad, position) in [(b'0', 0), (b'1', 3), (b'8', 7), (b'=', 10), (b'/', 12)] {
             let mut bytes = VALID.as_bytes().to_vec();
             bytes[position] = bad;
-            assert_eq!(
-                rejected(&bytes).0,
-                LinkIdProblem::InvalidByte {
-                    byte: bad,
-                    position
-                }
-            );
+            assert_eq!(rejected(&bytes).0, LinkIdProblem::InvalidByte { byte: bad, position });
         }
     }
 
@@ -266,9 +254,7 @@ mod tests {
         assert_eq!(problem, LinkIdProblem::TrailingNewline);
         assert_eq!(
             message,
-            format!(
-                "invalid link id {with_newline:?}: ends with a newline, which Docker never writes"
-            )
+            format!("invalid link id {with_newline:?}: ends with a newline, which Docker never writes")
         );
         // A newline after something that is not an id is just a bad byte.
         assert_eq!(

@@ -65,10 +65,7 @@ impl DepthLimit {
     /// [`LayoutError::MaxDepthExceeded`] when `depth` is over the limit.
     pub const fn check(self, depth: usize) -> Result<(), LayoutError> {
         if depth > self.0 {
-            Err(LayoutError::MaxDepthExceeded {
-                depth,
-                limit: self.0,
-            })
+            Err(LayoutError::MaxDepthExceeded { depth, limit: self.0 })
         } else {
             Ok(())
         }
@@ -150,11 +147,7 @@ impl Lower {
     ///
     /// [`LayoutError::MaxDepthExceeded`] when the result would have more
     /// than `limit` entries.
-    pub fn child_of(
-        parent_link: LinkId,
-        parent_lower: Option<&Lower>,
-        limit: DepthLimit,
-    ) -> Result<Self, LayoutError> {
+    pub fn child_of(parent_link: LinkId, parent_lower: Option<&Lower>, limit: DepthLimit) -> Result<Self, LayoutError> {
         let below = parent_lower.map_or(&[][..], Lower::links);
         limit.check(below.len() + 1)?;
         let mut links = Vec::with_capacity(below.len() + 1);
@@ -385,10 +378,7 @@ mod tests {
     #[test]
     fn rejects_empty_entries() {
         let (index, entry, problem, message) = corrupt(format!("l/{A}::l/{B}").as_bytes());
-        assert_eq!(
-            (index, entry.as_str(), problem),
-            (1, "", LowerProblem::Empty)
-        );
+        assert_eq!((index, entry.as_str(), problem), (1, "", LowerProblem::Empty));
         assert_eq!(
             message,
             r#"corrupt lower file: entry 1 "": is empty (a leading, trailing or doubled ':')"#
@@ -409,18 +399,10 @@ mod tests {
             message,
             r#"corrupt lower file: entry 1 "/var/lib/docker/overlay2/x/diff": is not of the form "l/LINKID""#
         );
-        for bad in [
-            A.to_owned(),
-            format!("L/{A}"),
-            format!("./l/{A}"),
-            format!("l//{A}"),
-        ] {
+        for bad in [A.to_owned(), format!("L/{A}"), format!("./l/{A}"), format!("l//{A}")] {
             let problem = corrupt(bad.as_bytes()).2;
             assert!(
-                matches!(
-                    problem,
-                    LowerProblem::NotUnderLinkDir | LowerProblem::LinkId(_)
-                ),
+                matches!(problem, LowerProblem::NotUnderLinkDir | LowerProblem::LinkId(_)),
                 "{bad}: {problem:?}"
             );
         }
@@ -453,11 +435,7 @@ mod tests {
         let (index, entry, problem, message) = corrupt(format!("l/{A}:l/ABC").as_bytes());
         assert_eq!(
             (index, entry.as_str(), problem),
-            (
-                1,
-                "l/ABC",
-                LowerProblem::LinkId(LinkIdProblem::WrongLength { len: 3 })
-            )
+            (1, "l/ABC", LowerProblem::LinkId(LinkIdProblem::WrongLength { len: 3 }))
         );
         assert_eq!(
             message,
@@ -505,9 +483,7 @@ mod tests {
         );
         assert_eq!(
             message,
-            format!(
-                "corrupt lower file: entry 1 \"l/{B}\\n\": ends with a newline, which Docker never writes"
-            )
+            format!("corrupt lower file: entry 1 \"l/{B}\\n\": ends with a newline, which Docker never writes")
         );
         // A newline inside the chain (copied from a parent by Docker).
         let text = format!("l/{A}\n:l/{B}");
@@ -547,13 +523,7 @@ mod tests {
         let ok = Lower::child_of(link(A), Some(&full), DepthLimit::DOCKER).unwrap();
         assert_eq!(ok.len(), 128);
         let err = Lower::child_of(link(A), Some(&ok), DepthLimit::DOCKER).unwrap_err();
-        assert_eq!(
-            err,
-            LayoutError::MaxDepthExceeded {
-                depth: 129,
-                limit: 128
-            }
-        );
+        assert_eq!(err, LayoutError::MaxDepthExceeded { depth: 129, limit: 128 });
         assert_eq!(
             err.to_string(),
             "max depth exceeded: the chain would have 129 lower layers, the limit is 128"
@@ -570,10 +540,7 @@ mod tests {
         assert!(lower.check_depth(DepthLimit::NEW_MOUNT_API).is_ok());
         assert_eq!(
             lower.check_depth(DepthLimit::DOCKER),
-            Err(LayoutError::MaxDepthExceeded {
-                depth: 200,
-                limit: 128
-            })
+            Err(LayoutError::MaxDepthExceeded { depth: 200, limit: 128 })
         );
     }
 

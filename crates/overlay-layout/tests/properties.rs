@@ -3,9 +3,7 @@
 
 use std::path::Path;
 
-use overlay_layout::{
-    DepthLimit, LayerId, LayoutError, LinkId, Lower, link_target, parse_link_target,
-};
+use overlay_layout::{DepthLimit, LayerId, LayoutError, LinkId, Lower, link_target, parse_link_target};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -19,13 +17,8 @@ fn valid_layer_id(id: &str) -> bool {
 }
 
 fn layer_id_text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[0-9a-f]{64}(-init)?",
-        "[^/\u{0}]{1,80}",
-        "[a-z.-]{1,255}",
-        ".{1,255}",
-    ]
-    .prop_filter("valid layer id", |id| valid_layer_id(id))
+    prop_oneof!["[0-9a-f]{64}(-init)?", "[^/\u{0}]{1,80}", "[a-z.-]{1,255}", ".{1,255}",]
+        .prop_filter("valid layer id", |id| valid_layer_id(id))
 }
 
 fn link_id() -> impl Strategy<Value = LinkId> {
@@ -33,8 +26,7 @@ fn link_id() -> impl Strategy<Value = LinkId> {
 }
 
 fn lower(max: usize) -> impl Strategy<Value = Lower> {
-    prop::collection::vec(link_id(), 1..=max)
-        .prop_map(|links| Lower::new(links).expect("the vec is not empty"))
+    prop::collection::vec(link_id(), 1..=max).prop_map(|links| Lower::new(links).expect("the vec is not empty"))
 }
 
 /// Bytes near a valid lower file: a valid one with one byte replaced,
