@@ -222,3 +222,8 @@ pub(crate) fn io_error(op: &'static str, path: &Path, e: &std::io::Error) -> Err
         None => Error::new(op, path, ErrorKind::Other(error::libc_errno::EINVAL)).with_detail(e.to_string()),
     }
 }
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -311,15 +311,15 @@ impl State {
     fn drop_link(&mut self, ino: u64) {
         let n = self.node_mut(ino);
         n.nlink = n.nlink.saturating_sub(1);
-        if n.nlink == 0 && n.open == 0 {
-            if let Some(Node {
+        if n.nlink == 0
+            && n.open == 0
+            && let Some(Node {
                 content: Content::Dir { entries, .. },
                 ..
             }) = self.nodes.remove(&ino)
-            {
-                for child in entries.into_values() {
-                    self.drop_link(child);
-                }
+        {
+            for child in entries.into_values() {
+                self.drop_link(child);
             }
         }
     }

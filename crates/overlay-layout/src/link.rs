@@ -108,10 +108,10 @@ impl LinkId {
 
 /// Checks that `bytes` is a link id, naming the rule it breaks if not.
 pub(crate) fn check(bytes: &[u8]) -> Result<LinkId, LinkIdProblem> {
-    if let Some(without_newline) = bytes.strip_suffix(b"\n") {
-        if check_exact(without_newline).is_ok() {
-            return Err(LinkIdProblem::TrailingNewline);
-        }
+    if let Some(without_newline) = bytes.strip_suffix(b"\n")
+        && check_exact(without_newline).is_ok()
+    {
+        return Err(LinkIdProblem::TrailingNewline);
     }
     check_exact(bytes)
 }

@@ -269,10 +269,10 @@ fn parse_entry(entry: &[u8]) -> Result<LinkId, LowerProblem> {
     if entry.split(|&b| b == b'/').any(|part| part == b"..") {
         return Err(LowerProblem::DotDot);
     }
-    if let Some(without_newline) = entry.strip_suffix(b"\n") {
-        if parse_exact_entry(without_newline).is_ok() {
-            return Err(LowerProblem::TrailingNewline);
-        }
+    if let Some(without_newline) = entry.strip_suffix(b"\n")
+        && parse_exact_entry(without_newline).is_ok()
+    {
+        return Err(LowerProblem::TrailingNewline);
     }
     parse_exact_entry(entry)
 }

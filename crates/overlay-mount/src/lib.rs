@@ -1,7 +1,55 @@
-//! Overlayfs mount option strings, the page-size fallback, the new mount API and kernel feature probes.
+//! Mounting a stack of container layers with overlayfs, at any depth the
+//! kernel allows, and finding out what the kernel can do.
 //!
-//! **Not implemented yet.** This crate is a placeholder in the overlay2-rs
-//! workspace; it exports nothing until its issue (#4) lands. It exists so
-//! that the workspace layout and the dependency direction are fixed from the
-//! start (see the workspace README).
-#![forbid(unsafe_code)]
+//! - [`options`]: the mount data string, exactly as Docker's overlay2
+//!   driver writes it (pure: build, validate, parse back).
+//! - [`Stack`]: a layer stack with paths relative to the home. It mounts
+//!   through [`Method::Legacy`] — `mount(2)` with absolute paths, or, when
+//!   those exceed one page, relative paths in a forked helper that first
+//!   enters the home (Docker's fallback) — or [`Method::NewApi`]:
+//!   `fsopen`/`fsconfig("lowerdir+", fd)`/`fsmount`/`move_mount`, which has
+//!   no size limit and stacks up to the kernel's 500 lower layers.
+//!   [`Method::Auto`] picks the new API where the kernel has it.
+//! - [`Mount`]: the mounted overlay; dropping it unmounts, so a failure
+//!   never leaks a mount. [`unmount_and_remove`] is Docker's `Put`.
+//! - [`probe`](probe::probe): overlay present, backing filesystem, d_type,
+//!   `index`, native-diff safety, `userxattr`, the new API; cached per home.
+//!
+//! ```no_run
+//! use overlay_mount::{Method, Settings, Stack, Upper};
+//!
+//! let stack = Stack {
+//!     base: "/var/lib/docker/overlay2".into(),
+//!     lowers: vec!["l/AAAAAAAAAAAAAAAAAAAAAAAAAA".into()],
+//!     upper: Some(Upper { upperdir: "id/diff".into(), workdir: "id/work".into() }),
+//!     target: "id/merged".into(),
+//! };
+//! let mount = stack.mount(&Settings::default(), Method::Auto)?;
+//! println!("mounted at {}", mount.target().display());
+//! let _path = mount.keep(); // leave it mounted
+//! # Ok::<(), overlay_mount::MountError>(())
+//! ```
+//!
+//! # Kernel requirements
+//!
+//! | feature | Linux | without it |
+//! |---|---|---|
+//! | overlayfs | 3.18 (4.0 for several lowers) | [`probe::require_overlay`] fails |
+//! | `fsopen` + `lowerdir+` by descriptor | 6.8 | [`Method::Auto`] uses `mount(2)` (≤ one page of data) |
+//! | `STATX_ATTR_MOUNT_ROOT` | 5.8 | [`is_mount_point`] reports `NotSupported` |
+#![deny(unsafe_code)]
+
+mod error;
+mod mount;
+pub mod options;
+pub mod probe;
+mod sys;
+
+pub use error::{MountError, Result};
+pub use mount::{Method, Mount, Settings, Stack, Used, is_mount_point, max_data_len, unmount_and_remove};
+pub use options::{OverlayOptions, Upper};
+
+/// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,269 @@
+//! What the kernel and the home's filesystem can do, found out once per
+//! home and cached.
+//!
+//! The probes follow Docker's `overlayutils` and `graphdriver` checks; each
+//! one that needs scratch directories or a mount makes them inside the home
+//! and removes them again, on error too (guards with `Drop`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, OnceLock};
+
+use parking_lot::Mutex;
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use rustix::mount::{self as rmount, FsOpenFlags};
+
+use crate::error::{MountError, Result};
+use crate::mount::{Method, Settings, Stack};
+use crate::options::Upper;
+
+/// Whether the overlay driver may compute diffs from the upper dir alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NativeDiff {
+    /// The upper dir is an exact record of the changes.
+    Safe,
+    /// It is not; use the naive diff. The reason is Docker's wording.
+    Unsafe(String),
+}
+
+/// Kernel and filesystem features relevant to an overlay2 home.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Features {
+    /// Name of the filesystem holding the home, as Docker names it
+    /// (`extfs`, `xfs`, `tmpfs`, ...), or `<unknown>`.
+    pub backing_fs: &'static str,
+    /// Its `statfs` magic number.
+    pub backing_magic: u64,
+    /// `readdir` reports file types (overlayfs needs it for whiteouts).
+    pub d_type: bool,
+    /// `/sys/module/overlay/parameters/index` exists: mount with `index=off`.
+    pub index_param: bool,
+    /// Whether native diff is safe on this kernel.
+    pub native_diff: NativeDiff,
+    /// Overlayfs mounts accept `userxattr` here.
+    pub userxattr: bool,
+    /// The new mount API with `lowerdir+` descriptors is available.
+    pub new_mount_api: bool,
+}
+
+static CACHE: LazyLock<Mutex<HashMap<PathBuf, Arc<Features>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Probes (once per home, then from the cache) what `home` supports.
+///
+/// `home` must exist and be writable: the mount probes work in scratch
+/// directories inside it, so that they test the home's own filesystem.
+///
+/// # Errors
+///
+/// Overlayfs is missing ([`MountError::NotSupported`]), or a probe fails
+/// for a reason other than the feature being absent.
+pub fn probe(home: &Path) -> Result<Arc<Features>> {
+    let key = std::fs::canonicalize(home).map_err(|e| MountError::sys("realpath", home, errno_of(&e)))?;
+    if let Some(f) = CACHE.lock().get(&key) {
+        return Ok(f.clone());
+    }
+    require_overlay()?;
+    let magic = fs_magic(&key)?;
+    let features = Arc::new(Features {
+        backing_fs: fs_name(magic),
+        backing_magic: magic,
+        d_type: supports_d_type(&key)?,
+        index_param: Path::new("/sys/module/overlay/parameters/index").exists(),
+        native_diff: native_diff(&key)?,
+        userxattr: supports_userxattr(&key),
+        new_mount_api: new_mount_api(),
+    });
+    CACHE.lock().insert(key, features.clone());
+    Ok(features)
+}
+
+fn errno_of(e: &std::io::Error) -> Errno {
+    Errno::from_raw_os_error(e.raw_os_error().unwrap_or(0))
+}
+
+/// Fails unless `/proc/filesystems` lists overlay, after trying
+/// `modprobe overlay` once as Docker does.
+///
+/// # Errors
+///
+/// [`MountError::NotSupported`] naming the check.
+pub fn require_overlay() -> Result<()> {
+    let listed = || {
+        std::fs::read_to_string("/proc/filesystems")
+            .map(|s| s.lines().any(|l| l.split_whitespace().last() == Some("overlay")))
+            .unwrap_or(false)
+    };
+    if listed() {
+        return Ok(());
+    }
+    let _ = std::process::Command::new("modprobe")
+        .arg("overlay")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if listed() {
+        return Ok(());
+    }
+    Err(MountError::NotSupported(
+        "overlay is not listed in /proc/filesystems, even after `modprobe overlay`".into(),
+    ))
+}
+
+/// Is the new mount API usable for overlay with `lowerdir+` descriptors?
+/// Checked once per process: it is a property of the kernel.
+pub fn new_mount_api() -> bool {
+    static ONCE: OnceLock<bool> = OnceLock::new();
+    *ONCE.get_or_init(|| {
+        let Ok(fs) = rmount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC) else {
+            return false;
+        };
+        let Ok(root) = rustix::fs::open("/", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else {
+            return false;
+        };
+        rmount::fsconfig_set_fd(&fs, "lowerdir+", &root).is_ok()
+    })
+}
+
+fn fs_magic(path: &Path) -> Result<u64> {
+    let st = rustix::fs::statfs(path).map_err(|e| MountError::sys("statfs", path, e))?;
+    Ok(st.f_type as u64)
+}
+
+/// Docker's names for filesystem magics (`graphdriver.FsNames`).
+pub fn fs_name(magic: u64) -> &'static str {
+    match magic {
+        0xEF53 => "extfs",
+        0x58465342 => "xfs",
+        0x01021994 => "tmpfs",
+        0x9123683E => "btrfs",
+        0x794C7630 => "overlayfs",
+        0x2FC12FC1 => "zfs",
+        0x6969 => "nfs",
+        0x858458F6 => "ramfs",
+        0x73717368 => "squashfs",
+        0x61756673 => "aufs",
+        0xF15F => "ecryptfs",
+        0xF2F52010 => "f2fs",
+        0x47504653 => "gpfs",
+        0x72B6 => "jffs2",
+        0x52654973 => "reiserfs",
+        0xFE534D42 => "smb2",
+        _ => "<unknown>",
+    }
+}
+
+fn scratch(home: &Path, prefix: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(home)
+        .map_err(|e| MountError::sys("mkdtemp", home, errno_of(&e)))
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> MountError + 'a {
+    move |e| MountError::sys(op, path, errno_of(&e))
+}
+
+/// Does `readdir` on the home's filesystem report file types? (Docker's
+/// `fsutils.SupportsDType`.)
+fn supports_d_type(home: &Path) -> Result<bool> {
+    let dir = scratch(home, ".d_type-check-")?;
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"").map_err(io("create", &file))?;
+    let fd = rustix::fs::open(
+        dir.path(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| MountError::sys("open", dir.path(), e))?;
+    let entries = rustix::fs::Dir::new(fd).map_err(|e| MountError::sys("readdir", dir.path(), e))?;
+    for e in entries {
+        let e = e.map_err(|e| MountError::sys("readdir", dir.path(), e))?;
+        if e.file_name().to_bytes() == b"f" {
+            return Ok(e.file_type() != rustix::fs::FileType::Unknown);
+        }
+    }
+    Ok(false)
+}
+
+/// Docker's `doesSupportNativeDiff`, plus its metacopy check.
+fn native_diff(home: &Path) -> Result<NativeDiff> {
+    if std::fs::read_to_string("/sys/module/overlay/parameters/metacopy").is_ok_and(|v| v.trim() == "Y") {
+        return Ok(NativeDiff::Unsafe("overlay metacopy is enabled".into()));
+    }
+    let td = scratch(home, ".opaque-bug-check-")?;
+    let p = |s: &str| td.path().join(s);
+    for d in ["l1/d", "l2/d", "l3", "work", "merged"] {
+        std::fs::create_dir_all(p(d)).map_err(io("mkdir", &p(d)))?;
+    }
+    std::fs::write(p("l1/d/f"), b"").map_err(io("create", &p("l1/d/f")))?;
+    rustix::fs::setxattr(
+        p("l2/d"),
+        "trusted.overlay.opaque",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .map_err(|e| MountError::sys("setxattr trusted.overlay.opaque", p("l2/d"), e))?;
+    let stack = Stack {
+        base: td.path().to_path_buf(),
+        lowers: vec!["l2".into(), "l1".into()],
+        upper: Some(Upper {
+            upperdir: "l3".into(),
+            workdir: "work".into(),
+        }),
+        target: "merged".into(),
+    };
+    let mount = stack.mount(&Settings::default(), Method::Legacy)?;
+    // Writing a file in the opaque "d" copies "d" up from l2 to l3.
+    std::fs::write(p("merged/d/f"), b"").map_err(io("write", &p("merged/d/f")))?;
+    // The copy must not be opaque: that would hide l1's "d" from diffs.
+    let mut buf = [0u8; 8];
+    let opaque = rustix::fs::lgetxattr(p("l3/d"), "trusted.overlay.opaque", &mut buf[..]);
+    if opaque.is_ok_and(|n| &buf[..n] == b"y") {
+        return Ok(NativeDiff::Unsafe(
+            "opaque flag erroneously copied up, consider update to kernel 4.8 or later to fix".into(),
+        ));
+    }
+    match std::fs::rename(p("merged/d"), p("merged/d2")) {
+        // Without redirect_dir the kernel refuses to rename a lower dir.
+        Err(e) if e.raw_os_error() == Some(Errno::XDEV.raw_os_error()) => return Ok(NativeDiff::Safe),
+        Err(e) => return Err(MountError::sys("rename in merged dir", p("merged/d"), errno_of(&e))),
+        Ok(()) => {}
+    }
+    let redirect = rustix::fs::getxattr(p("l3/d2"), "trusted.overlay.redirect", &mut [0u8; 4096][..]);
+    drop(mount);
+    if matches!(redirect, Ok(n) if n > 0) {
+        return Ok(NativeDiff::Unsafe(
+            "kernel has CONFIG_OVERLAY_FS_REDIRECT_DIR enabled".into(),
+        ));
+    }
+    Ok(NativeDiff::Safe)
+}
+
+/// Does an overlay mount with `userxattr` work on the home's filesystem?
+fn supports_userxattr(home: &Path) -> bool {
+    let Ok(td) = scratch(home, ".userxattr-check-") else {
+        return false;
+    };
+    let p = |s: &str| td.path().join(s);
+    if ["lower", "upper", "work", "merged"]
+        .iter()
+        .any(|d| std::fs::create_dir(p(d)).is_err())
+    {
+        return false;
+    }
+    let stack = Stack {
+        base: td.path().to_path_buf(),
+        lowers: vec!["lower".into()],
+        upper: Some(Upper {
+            upperdir: "upper".into(),
+            workdir: "work".into(),
+        }),
+        target: "merged".into(),
+    };
+    let settings = Settings {
+        userxattr: true,
+        ..Settings::default()
+    };
+    stack.mount(&settings, Method::Legacy).is_ok()
+}
