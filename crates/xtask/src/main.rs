@@ -1,1 +1,556 @@
-fn main(){}
+//! Development tasks for the overlay2-rs workspace, run as `cargo xtask TASK`
+//! (the alias lives in `.cargo/config.toml`).
+//!
+//! | task | what it runs |
+//! |---|---|
+//! | `ci` | fmt check, clippy `-D warnings`, rustdoc `-D warnings`, then `test` |
+//! | `test` | `cargo nextest run --workspace --no-fail-fast` and the doctests |
+//! | `bench [--quick]` | the criterion benchmarks of `crates/benches` |
+//! | `package` | `cargo package --allow-dirty` of every publishable crate |
+//!
+//! Every task runs `cargo` (the one that started `xtask`, from `$CARGO`) in
+//! the workspace root, prints each step's name and elapsed time, and stops
+//! at the first failing step, naming it. Exit codes: 0 success, 1 a step
+//! failed, 2 bad command line.
+//!
+//! std only, so that `cargo xtask` costs one small compile on a fresh clone.
+
+#![forbid(unsafe_code)]
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+/// The command-line help, printed by `cargo xtask help` and on bad usage.
+const USAGE: &str = "\
+Usage: cargo xtask <TASK> [OPTIONS]
+
+Tasks:
+  ci               cargo fmt --check, clippy -D warnings, rustdoc -D warnings, then `test`
+  test             cargo nextest run --workspace --no-fail-fast (or cargo test), then doctests
+  bench [--quick]  cargo bench -p benches [-- --quick]
+  package          cargo package --allow-dirty for each publishable crate; crates whose
+                   dependencies are not on crates.io yet are skipped with the reason
+  help             this text
+";
+
+/// The crates `cargo xtask package` never packages, whatever their manifest
+/// says: development tooling that is not part of the product.
+const NEVER_PACKAGED: [&str; 2] = ["xtask", "benches"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = match parse_args(&args) {
+        Ok(task) => task,
+        Err(message) => {
+            eprintln!("xtask: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let root = workspace_root();
+    let result = match task {
+        Task::Help => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Task::Ci => ci(&root),
+        Task::Test => run_steps(&root, &test_steps(&root)),
+        Task::Bench { quick } => bench(&root, quick),
+        Task::Package => package(&root),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("\nxtask: {failure}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A task asked for on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Task {
+    /// `cargo xtask help`, `-h`, `--help`.
+    Help,
+    /// `cargo xtask ci`.
+    Ci,
+    /// `cargo xtask test`.
+    Test,
+    /// `cargo xtask bench [--quick]`.
+    Bench {
+        /// Pass `--quick` to criterion.
+        quick: bool,
+    },
+    /// `cargo xtask package`.
+    Package,
+}
+
+/// Parses the arguments after `xtask`; the error is the message to print
+/// before the usage (exit code 2).
+fn parse_args(args: &[String]) -> Result<Task, String> {
+    let Some((task, rest)) = args.split_first() else {
+        return Err("no task given".to_owned());
+    };
+    let task = match task.as_str() {
+        "help" | "-h" | "--help" => Task::Help,
+        "ci" => Task::Ci,
+        "test" => Task::Test,
+        "package" => Task::Package,
+        "bench" => {
+            let mut quick = false;
+            for arg in rest {
+                match arg.as_str() {
+                    "--quick" => quick = true,
+                    other => return Err(format!("unknown option `{other}` for `bench`")),
+                }
+            }
+            return Ok(Task::Bench { quick });
+        }
+        other => return Err(format!("unknown task `{other}`")),
+    };
+    match rest.first() {
+        Some(extra) => Err(format!("unexpected argument `{extra}` for `{}`", args[0])),
+        None => Ok(task),
+    }
+}
+
+/// The workspace root: two levels above this crate's manifest directory.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.ancestors().nth(2).unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// The cargo to run: the one that started us (`$CARGO`), else `cargo` from
+/// `PATH`.
+fn cargo() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// One command of a task.
+#[derive(Debug, Clone)]
+struct Step {
+    /// Short name printed in the progress lines and in a failure.
+    name: &'static str,
+    /// Arguments to cargo.
+    args: Vec<&'static str>,
+    /// Extra environment variables.
+    env: Vec<(&'static str, &'static str)>,
+}
+
+impl Step {
+    /// A `cargo` step with `args` and no extra environment.
+    fn cargo(name: &'static str, args: &[&'static str]) -> Self {
+        Self {
+            name,
+            args: args.to_vec(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Adds an environment variable to the step.
+    fn with_env(mut self, key: &'static str, value: &'static str) -> Self {
+        self.env.push((key, value));
+        self
+    }
+
+    /// The command line as a user would type it.
+    fn display(&self) -> String {
+        let env: String = self.env.iter().map(|(k, v)| format!("{k}=\"{v}\" ")).collect();
+        format!("{env}cargo {}", self.args.join(" "))
+    }
+
+    /// The command to spawn in `root`.
+    fn command(&self, root: &Path) -> Command {
+        let mut command = Command::new(cargo());
+        command.args(&self.args).current_dir(root);
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        command
+    }
+}
+
+/// Why a task failed.
+#[derive(Debug)]
+enum Failure {
+    /// A step ran and exited unsuccessfully.
+    StepFailed {
+        /// The step's name.
+        step: &'static str,
+        /// Its command line.
+        command: String,
+        /// How it exited.
+        status: std::process::ExitStatus,
+    },
+    /// A step could not be started at all.
+    Spawn {
+        /// The step's name.
+        step: &'static str,
+        /// The error from `spawn`.
+        error: std::io::Error,
+    },
+    /// `cargo xtask package` could not package some crates.
+    Package {
+        /// The crates that failed for another reason than an unpublished
+        /// dependency.
+        crates: Vec<String>,
+    },
+    /// The workspace manifests could not be read.
+    Manifest {
+        /// The file involved.
+        path: PathBuf,
+        /// The error.
+        error: std::io::Error,
+    },
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::StepFailed { step, command, status } => write!(f, "step `{step}` failed ({status}): {command}"),
+            Self::Spawn { step, error } => {
+                write!(f, "step `{step}` could not start cargo: {error}")
+            }
+            Self::Package { crates } => {
+                write!(f, "step `package` failed for: {}", crates.join(", "))
+            }
+            Self::Manifest { path, error } => {
+                write!(f, "cannot read {}: {error}", path.display())
+            }
+        }
+    }
+}
+
+/// Formats a duration as seconds with one decimal.
+fn secs(elapsed: Duration) -> String {
+    format!("{:.1}s", elapsed.as_secs_f64())
+}
+
+/// Runs one step with inherited stdio, printing its name and elapsed time.
+fn run_step(root: &Path, step: &Step) -> Result<Duration, Failure> {
+    println!("==> [{}] {}", step.name, step.display());
+    let start = Instant::now();
+    let status = step
+        .command(root)
+        .status()
+        .map_err(|error| Failure::Spawn { step: step.name, error })?;
+    let elapsed = start.elapsed();
+    if status.success() {
+        println!("==> [{}] ok in {}", step.name, secs(elapsed));
+        Ok(elapsed)
+    } else {
+        println!("==> [{}] FAILED after {}", step.name, secs(elapsed));
+        Err(Failure::StepFailed {
+            step: step.name,
+            command: step.display(),
+            status,
+        })
+    }
+}
+
+/// Runs `steps` in order, stopping at the first failure, then prints a
+/// summary of the steps that ran.
+fn run_steps(root: &Path, steps: &[Step]) -> Result<(), Failure> {
+    let start = Instant::now();
+    let mut done = Vec::new();
+    for step in steps {
+        match run_step(root, step) {
+            Ok(elapsed) => done.push((step.name, elapsed)),
+            Err(failure) => {
+                print_summary(&done, Some(step.name), start.elapsed());
+                return Err(failure);
+            }
+        }
+    }
+    print_summary(&done, None, start.elapsed());
+    Ok(())
+}
+
+/// Prints the elapsed time of each step that ran, and the failed one.
+fn print_summary(done: &[(&str, Duration)], failed: Option<&str>, total: Duration) {
+    println!("\n==> summary");
+    for (name, elapsed) in done {
+        println!("    {name:<10} ok      {:>8}", secs(*elapsed));
+    }
+    if let Some(name) = failed {
+        println!("    {name:<10} FAILED");
+    }
+    println!("    {:<10}         {:>8}", "total", secs(total));
+}
+
+/// Is `cargo nextest` installed?
+fn has_nextest(root: &Path) -> bool {
+    Command::new(cargo())
+        .args(["nextest", "--version"])
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// The steps of `cargo xtask test`: nextest then the doctests (nextest does
+/// not run doctests), or `cargo test` (which runs both) without nextest.
+fn test_steps(root: &Path) -> Vec<Step> {
+    if has_nextest(root) {
+        vec![
+            Step::cargo("nextest", &["nextest", "run", "--workspace", "--no-fail-fast"]),
+            Step::cargo("doctests", &["test", "--workspace", "--doc"]),
+        ]
+    } else {
+        println!(
+            "note: `cargo nextest` is not installed (cargo install cargo-nextest --locked); \
+             falling back to `cargo test --workspace`, which also runs the doctests"
+        );
+        vec![Step::cargo("test", &["test", "--workspace", "--no-fail-fast"])]
+    }
+}
+
+/// `cargo xtask ci`: what CI runs, in order, stopping at the first failure.
+fn ci(root: &Path) -> Result<(), Failure> {
+    let mut steps = vec![
+        Step::cargo("fmt", &["fmt", "--all", "--", "--check"]),
+        Step::cargo(
+            "clippy",
+            &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        ),
+        Step::cargo("doc", &["doc", "--workspace", "--no-deps"]).with_env("RUSTDOCFLAGS", "-D warnings"),
+    ];
+    steps.extend(test_steps(root));
+    run_steps(root, &steps)
+}
+
+/// `cargo xtask bench [--quick]`: the criterion benchmarks only, for now.
+fn bench(root: &Path, quick: bool) -> Result<(), Failure> {
+    println!(
+        "note: this runs the criterion micro-benchmarks of crates/benches only. The \
+         whole-command comparison against GNU tar/du/cp on a loop-mounted ext4 \
+         (BENCHMARKING.md) arrives with the CLI (issue #9)."
+    );
+    let step = if quick {
+        Step::cargo("bench", &["bench", "-p", "benches", "--", "--quick"])
+    } else {
+        Step::cargo("bench", &["bench", "-p", "benches"])
+    };
+    run_steps(root, &[step])
+}
+
+/// A workspace member as `cargo xtask package` sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Member {
+    /// The package name.
+    name: String,
+    /// `publish = false` in its manifest.
+    unpublished: bool,
+}
+
+/// Reads the `[package]` name and `publish = false` of every
+/// `crates/*/Cargo.toml`, sorted by name.
+///
+/// A line-based reading of our own manifests, not a TOML parser: enough for
+/// `name = "..."` and `publish = false` as this workspace writes them.
+fn members(root: &Path) -> Result<Vec<Member>, Failure> {
+    let crates = root.join("crates");
+    let entries = std::fs::read_dir(&crates).map_err(|error| Failure::Manifest {
+        path: crates.clone(),
+        error,
+    })?;
+    let mut members = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| Failure::Manifest {
+            path: crates.clone(),
+            error,
+        })?;
+        let manifest = entry.path().join("Cargo.toml");
+        if !manifest.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&manifest).map_err(|error| Failure::Manifest {
+            path: manifest.clone(),
+            error,
+        })?;
+        if let Some(member) = parse_manifest(&text) {
+            members.push(member);
+        }
+    }
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(members)
+}
+
+/// The name and publishability from a manifest's `[package]` table.
+fn parse_manifest(text: &str) -> Option<Member> {
+    let mut in_package = false;
+    let mut name = None;
+    let mut unpublished = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+            continue;
+        }
+        if !in_package {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = value.trim();
+        match key.trim() {
+            "name" => name = Some(value.trim_matches('"').to_owned()),
+            "publish" => unpublished = value == "false" || value == "[]",
+            _ => {}
+        }
+    }
+    name.map(|name| Member { name, unpublished })
+}
+
+/// Does this `cargo package` error say a dependency is not on crates.io
+/// (a path dependency on a workspace crate that was never published)?
+fn is_unpublished_dependency(stderr: &str) -> bool {
+    stderr.contains("no matching package named") || stderr.contains("failed to select a version for the requirement")
+}
+
+/// The line of a cargo error that names the missing dependency.
+fn dependency_reason(stderr: &str) -> String {
+    stderr
+        .lines()
+        .map(str::trim)
+        .find(|line| {
+            line.starts_with("no matching package named")
+                || line.starts_with("failed to select a version for the requirement")
+        })
+        .unwrap_or("see `cargo package` output")
+        .to_owned()
+}
+
+/// `cargo xtask package`: `cargo package -p CRATE --allow-dirty` for each
+/// publishable member. A crate that depends on a workspace crate not yet on
+/// crates.io cannot be packaged alone; it is skipped with cargo's reason.
+fn package(root: &Path) -> Result<(), Failure> {
+    let start = Instant::now();
+    let mut packaged = Vec::new();
+    let mut skipped = Vec::new();
+    let mut failed = Vec::new();
+    for member in members(root)? {
+        if NEVER_PACKAGED.contains(&member.name.as_str()) || member.unpublished {
+            skipped.push((member.name, "publish = false (development tooling)".to_owned()));
+            continue;
+        }
+        let display = format!("cargo package -p {} --allow-dirty", member.name);
+        println!("==> [package {}] {display}", member.name);
+        let step_start = Instant::now();
+        let output = Command::new(cargo())
+            .args(["package", "-p", &member.name, "--allow-dirty"])
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|error| Failure::Spawn { step: "package", error })?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let elapsed = secs(step_start.elapsed());
+        if output.status.success() {
+            eprint!("{stderr}");
+            println!("==> [package {}] ok in {elapsed}", member.name);
+            packaged.push(member.name);
+        } else if is_unpublished_dependency(&stderr) {
+            let reason = format!("a dependency is not on crates.io ({})", dependency_reason(&stderr));
+            println!("==> [package {}] skipped: {reason}", member.name);
+            skipped.push((member.name, reason));
+        } else {
+            eprint!("{stderr}");
+            println!("==> [package {}] FAILED after {elapsed}", member.name);
+            failed.push(member.name);
+        }
+    }
+    println!("\n==> summary ({})", secs(start.elapsed()));
+    println!("    packaged (in target/package/): {}", list(&packaged));
+    for (name, reason) in &skipped {
+        println!("    skipped {name}: {reason}");
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Package { crates: failed })
+    }
+}
+
+/// `a, b, c`, or `none`.
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn parses_tasks() {
+        assert_eq!(parse_args(&args(&["ci"])), Ok(Task::Ci));
+        assert_eq!(parse_args(&args(&["test"])), Ok(Task::Test));
+        assert_eq!(parse_args(&args(&["package"])), Ok(Task::Package));
+        assert_eq!(parse_args(&args(&["--help"])), Ok(Task::Help));
+        assert_eq!(parse_args(&args(&["bench"])), Ok(Task::Bench { quick: false }));
+        assert_eq!(
+            parse_args(&args(&["bench", "--quick"])),
+            Ok(Task::Bench { quick: true })
+        );
+    }
+
+    #[test]
+    fn rejects_bad_usage() {
+        assert!(parse_args(&[]).is_err());
+        assert!(parse_args(&args(&["deploy"])).is_err());
+        assert!(parse_args(&args(&["ci", "--fast"])).is_err());
+        assert!(parse_args(&args(&["bench", "--slow"])).is_err());
+    }
+
+    #[test]
+    fn reads_manifests() {
+        let manifest = "[package]\nname = \"xtask\"\nversion.workspace = true\npublish = false\n\n[dependencies]\nname = \"not-this\"\n";
+        assert_eq!(
+            parse_manifest(manifest),
+            Some(Member {
+                name: "xtask".to_owned(),
+                unpublished: true
+            })
+        );
+        let manifest = "[package]\nname = \"overlay-fs\"\n[lints]\nworkspace = true\n";
+        assert_eq!(
+            parse_manifest(manifest),
+            Some(Member {
+                name: "overlay-fs".to_owned(),
+                unpublished: false
+            })
+        );
+        assert_eq!(parse_manifest("[workspace]\nmembers = []\n"), None);
+    }
+
+    #[test]
+    fn finds_the_workspace_root() {
+        assert!(workspace_root().join("crates/xtask/Cargo.toml").is_file());
+    }
+
+    #[test]
+    fn recognises_unpublished_dependencies() {
+        let stderr = "error: failed to prepare local package for uploading\n\nCaused by:\n  no matching package named `overlay-fs` found\n  location searched: crates.io index\n";
+        assert!(is_unpublished_dependency(stderr));
+        assert_eq!(
+            dependency_reason(stderr),
+            "no matching package named `overlay-fs` found"
+        );
+        assert!(!is_unpublished_dependency(
+            "error: 1 files in the working directory contain changes"
+        ));
+    }
+}
