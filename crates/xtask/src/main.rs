@@ -6,7 +6,7 @@
 //! | `ci` | fmt check, clippy `-D warnings`, rustdoc `-D warnings`, then `test` |
 //! | `test` | `cargo nextest run --workspace --no-fail-fast` and the doctests |
 //! | `bench [--quick]` | the criterion benchmarks of `crates/benches` |
-//! | `package` | `cargo package --allow-dirty` of every publishable crate |
+//! | `package` | `cargo package --workspace --allow-dirty`, excluding xtask and benches |
 //!
 //! Every task runs `cargo` (the one that started `xtask`, from `$CARGO`) in
 //! the workspace root, prints each step's name and elapsed time, and stops
@@ -31,8 +31,7 @@ Tasks:
   ci               cargo fmt --check, clippy -D warnings, rustdoc -D warnings, then `test`
   test             cargo nextest run --workspace --no-fail-fast (or cargo test), then doctests
   bench [--quick]  cargo bench -p benches [-- --quick]
-  package          cargo package --allow-dirty for each publishable crate; crates whose
-                   dependencies are not on crates.io yet are skipped with the reason
+  package          cargo package --workspace (all but xtask and benches), verified
   help             this text
 ";
 
@@ -191,19 +190,6 @@ enum Failure {
         /// The error from `spawn`.
         error: std::io::Error,
     },
-    /// `cargo xtask package` could not package some crates.
-    Package {
-        /// The crates that failed for another reason than an unpublished
-        /// dependency.
-        crates: Vec<String>,
-    },
-    /// The workspace manifests could not be read.
-    Manifest {
-        /// The file involved.
-        path: PathBuf,
-        /// The error.
-        error: std::io::Error,
-    },
 }
 
 impl fmt::Display for Failure {
@@ -212,12 +198,6 @@ impl fmt::Display for Failure {
             Self::StepFailed { step, command, status } => write!(f, "step `{step}` failed ({status}): {command}"),
             Self::Spawn { step, error } => {
                 write!(f, "step `{step}` could not start cargo: {error}")
-            }
-            Self::Package { crates } => {
-                write!(f, "step `package` failed for: {}", crates.join(", "))
-            }
-            Self::Manifest { path, error } => {
-                write!(f, "cannot read {}: {error}", path.display())
             }
         }
     }
@@ -338,152 +318,15 @@ fn bench(root: &Path, quick: bool) -> Result<(), Failure> {
     run_steps(root, &[step])
 }
 
-/// A workspace member as `cargo xtask package` sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Member {
-    /// The package name.
-    name: String,
-    /// `publish = false` in its manifest.
-    unpublished: bool,
-}
-
-/// Reads the `[package]` name and `publish = false` of every
-/// `crates/*/Cargo.toml`, sorted by name.
-///
-/// A line-based reading of our own manifests, not a TOML parser: enough for
-/// `name = "..."` and `publish = false` as this workspace writes them.
-fn members(root: &Path) -> Result<Vec<Member>, Failure> {
-    let crates = root.join("crates");
-    let entries = std::fs::read_dir(&crates).map_err(|error| Failure::Manifest {
-        path: crates.clone(),
-        error,
-    })?;
-    let mut members = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|error| Failure::Manifest {
-            path: crates.clone(),
-            error,
-        })?;
-        let manifest = entry.path().join("Cargo.toml");
-        if !manifest.is_file() {
-            continue;
-        }
-        let text = std::fs::read_to_string(&manifest).map_err(|error| Failure::Manifest {
-            path: manifest.clone(),
-            error,
-        })?;
-        if let Some(member) = parse_manifest(&text) {
-            members.push(member);
-        }
-    }
-    members.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(members)
-}
-
-/// The name and publishability from a manifest's `[package]` table.
-fn parse_manifest(text: &str) -> Option<Member> {
-    let mut in_package = false;
-    let mut name = None;
-    let mut unpublished = false;
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('[') {
-            in_package = line == "[package]";
-            continue;
-        }
-        if !in_package {
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let value = value.trim();
-        match key.trim() {
-            "name" => name = Some(value.trim_matches('"').to_owned()),
-            "publish" => unpublished = value == "false" || value == "[]",
-            _ => {}
-        }
-    }
-    name.map(|name| Member { name, unpublished })
-}
-
-/// Does this `cargo package` error say a dependency is not on crates.io
-/// (a path dependency on a workspace crate that was never published)?
-fn is_unpublished_dependency(stderr: &str) -> bool {
-    stderr.contains("no matching package named") || stderr.contains("failed to select a version for the requirement")
-}
-
-/// The line of a cargo error that names the missing dependency.
-fn dependency_reason(stderr: &str) -> String {
-    stderr
-        .lines()
-        .map(str::trim)
-        .find(|line| {
-            line.starts_with("no matching package named")
-                || line.starts_with("failed to select a version for the requirement")
-        })
-        .unwrap_or("see `cargo package` output")
-        .to_owned()
-}
-
-/// `cargo xtask package`: `cargo package -p CRATE --allow-dirty` for each
-/// publishable member. A crate that depends on a workspace crate not yet on
-/// crates.io cannot be packaged alone; it is skipped with cargo's reason.
+/// `cargo xtask package`: packages and verifies every publishable crate
+/// in one `cargo package --workspace` run, which resolves the crates'
+/// dependencies on each other (not yet on crates.io) from the workspace.
 fn package(root: &Path) -> Result<(), Failure> {
-    let start = Instant::now();
-    let mut packaged = Vec::new();
-    let mut skipped = Vec::new();
-    let mut failed = Vec::new();
-    for member in members(root)? {
-        if NEVER_PACKAGED.contains(&member.name.as_str()) || member.unpublished {
-            skipped.push((member.name, "publish = false (development tooling)".to_owned()));
-            continue;
-        }
-        let display = format!("cargo package -p {} --allow-dirty", member.name);
-        println!("==> [package {}] {display}", member.name);
-        let step_start = Instant::now();
-        let output = Command::new(cargo())
-            .args(["package", "-p", &member.name, "--allow-dirty"])
-            .current_dir(root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|error| Failure::Spawn { step: "package", error })?;
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let elapsed = secs(step_start.elapsed());
-        if output.status.success() {
-            eprint!("{stderr}");
-            println!("==> [package {}] ok in {elapsed}", member.name);
-            packaged.push(member.name);
-        } else if is_unpublished_dependency(&stderr) {
-            let reason = format!("a dependency is not on crates.io ({})", dependency_reason(&stderr));
-            println!("==> [package {}] skipped: {reason}", member.name);
-            skipped.push((member.name, reason));
-        } else {
-            eprint!("{stderr}");
-            println!("==> [package {}] FAILED after {elapsed}", member.name);
-            failed.push(member.name);
-        }
+    let mut args = vec!["package", "--workspace", "--allow-dirty"];
+    for name in NEVER_PACKAGED {
+        args.extend(["--exclude", name]);
     }
-    println!("\n==> summary ({})", secs(start.elapsed()));
-    println!("    packaged (in target/package/): {}", list(&packaged));
-    for (name, reason) in &skipped {
-        println!("    skipped {name}: {reason}");
-    }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::Package { crates: failed })
-    }
-}
-
-/// `a, b, c`, or `none`.
-fn list(names: &[String]) -> String {
-    if names.is_empty() {
-        "none".to_owned()
-    } else {
-        names.join(", ")
-    }
+    run_steps(root, &[Step::cargo("package", &args)])
 }
 
 #[cfg(test)]
@@ -516,41 +359,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_manifests() {
-        let manifest = "[package]\nname = \"xtask\"\nversion.workspace = true\npublish = false\n\n[dependencies]\nname = \"not-this\"\n";
-        assert_eq!(
-            parse_manifest(manifest),
-            Some(Member {
-                name: "xtask".to_owned(),
-                unpublished: true
-            })
-        );
-        let manifest = "[package]\nname = \"overlay-fs\"\n[lints]\nworkspace = true\n";
-        assert_eq!(
-            parse_manifest(manifest),
-            Some(Member {
-                name: "overlay-fs".to_owned(),
-                unpublished: false
-            })
-        );
-        assert_eq!(parse_manifest("[workspace]\nmembers = []\n"), None);
-    }
-
-    #[test]
     fn finds_the_workspace_root() {
         assert!(workspace_root().join("crates/xtask/Cargo.toml").is_file());
-    }
-
-    #[test]
-    fn recognises_unpublished_dependencies() {
-        let stderr = "error: failed to prepare local package for uploading\n\nCaused by:\n  no matching package named `overlay-fs` found\n  location searched: crates.io index\n";
-        assert!(is_unpublished_dependency(stderr));
-        assert_eq!(
-            dependency_reason(stderr),
-            "no matching package named `overlay-fs` found"
-        );
-        assert!(!is_unpublished_dependency(
-            "error: 1 files in the working directory contain changes"
-        ));
     }
 }
