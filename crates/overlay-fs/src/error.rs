@@ -1,7 +1,6 @@
 //! One error type for every backend, so callers (and the conformance suite)
 //! can match on the same kinds whether the tree is on disk or in memory.
 
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -93,7 +92,8 @@ impl ErrorKind {
         }
     }
 
-    fn describe(self) -> String {
+    /// A short human description, as `strerror` would give.
+    pub fn describe(self) -> String {
         match self {
             Self::NotFound => "no such file or directory".into(),
             Self::AlreadyExists => "already exists".into(),
@@ -118,7 +118,8 @@ impl ErrorKind {
 ///
 /// It reads like an `strace` line: the operation, the root-relative path it
 /// was given, and what the kernel (or the in-memory model) said.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{op} {path:?}: {}{}", kind.describe(), detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
 pub struct Error {
     op: &'static str,
     path: PathBuf,
@@ -163,18 +164,6 @@ impl Error {
         &self.path
     }
 }
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {:?}: {}", self.op, self.path, self.kind.describe())?;
-        if let Some(detail) = &self.detail {
-            write!(f, " ({detail})")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Error {}
 
 impl From<Error> for io::Error {
     fn from(e: Error) -> Self {

@@ -7,7 +7,7 @@
 //!   through [`Method::Legacy`] — `mount(2)` with absolute paths, or, when
 //!   those exceed one page, relative paths in a forked helper that first
 //!   enters the home (Docker's fallback) — or [`Method::NewApi`]:
-//!   `fsopen`/`fsconfig("lowerdir+", fd)`/`fsmount`/`move_mount`, which has
+//!   `fsopen`/`fsconfig("lowerdir+")`/`fsmount`/`move_mount`, which has
 //!   no size limit and stacks up to the kernel's 500 lower layers.
 //!   [`Method::Auto`] picks the new API where the kernel has it.
 //! - [`Mount`]: the mounted overlay; dropping it unmounts, so a failure
@@ -35,7 +35,7 @@
 //! | feature | Linux | without it |
 //! |---|---|---|
 //! | overlayfs | 3.18 (4.0 for several lowers) | [`probe::require_overlay`] fails |
-//! | `fsopen` + `lowerdir+` by descriptor | 6.8 | [`Method::Auto`] uses `mount(2)` (≤ one page of data) |
+//! | `fsopen` + `lowerdir+` | 6.8 | [`Method::Auto`] uses `mount(2)` (≤ one page of data) |
 //! | `STATX_ATTR_MOUNT_ROOT` | 5.8 | [`is_mount_point`] reports `NotSupported` |
 #![deny(unsafe_code)]
 

@@ -17,7 +17,7 @@ use crate::options::{OverlayOptions, Upper};
 ///
 /// Keeping paths relative lets one description be mounted three ways:
 /// with absolute paths, with relative paths from inside the base (Docker's
-/// page-size fallback), or through directory descriptors (the new API).
+/// page-size fallback), or one `fsconfig` call per layer (the new API).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stack {
     /// The directory the other paths are relative to.
@@ -30,6 +30,9 @@ pub struct Stack {
     /// The mount point (e.g. `ID/merged`).
     pub target: PathBuf,
 }
+
+/// The longest string `fsconfig` accepts, NUL included (`strndup_user(.., 256)`).
+const FSCONFIG_STRING_MAX: usize = 256;
 
 /// Settings that go with every mount of a home.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,9 +54,9 @@ pub enum Method {
     /// `mount(2)` with one page of data, falling back to relative paths
     /// through the forked helper as Docker does. Limited by the page size.
     Legacy,
-    /// `fsopen` / `fsconfig("lowerdir+")` / `fsmount` / `move_mount` with
-    /// each layer passed as a descriptor: no size limit, up to the
-    /// kernel's 500 lower layers. Needs Linux 6.8.
+    /// `fsopen` / `fsconfig("lowerdir+")` per layer / `fsmount` /
+    /// `move_mount`: no size limit, up to the kernel's 500 lower layers.
+    /// Needs Linux 6.8.
     NewApi,
 }
 
@@ -166,7 +169,7 @@ impl Stack {
             .map_err(|e| MountError::sys("fsopen overlay", &self.base, e))?;
         let cfg = |op: &'static str, path: &Path, r: rustix::io::Result<()>| {
             r.map_err(|e| {
-                if e == Errno::INVAL && op == "fsconfig lowerdir+" {
+                if e == Errno::INVAL && op == "fsconfig lowerdir+" && !crate::probe::new_mount_api() {
                     MountError::NotSupported("the kernel's overlayfs has no lowerdir+ (needs Linux 6.8)".into())
                 } else {
                     MountError::sys(op, path, e)
@@ -180,13 +183,20 @@ impl Stack {
                 rmount::fsconfig_set_string(&fs, "index", "off"),
             )?;
         }
+        // lowerdir+ takes a string literally (no unescaping) and a string
+        // costs the kernel one lookup where a descriptor costs us an open
+        // and a close; but fsconfig copies at most 255 bytes of a string
+        // (strndup_user), so longer paths go by descriptor. Upper and work
+        // dirs always go by descriptor: the kernel unescapes those strings.
         for lower in &self.lowers {
-            let fd = open_dir(Some(&base), lower)?;
-            cfg(
-                "fsconfig lowerdir+",
-                lower,
-                rmount::fsconfig_set_fd(&fs, "lowerdir+", &fd),
-            )?;
+            let path = self.base.join(lower);
+            let set = if path.as_os_str().len() < FSCONFIG_STRING_MAX {
+                rmount::fsconfig_set_string(&fs, "lowerdir+", path.as_path())
+            } else {
+                let fd = open_dir(Some(&base), lower)?;
+                rmount::fsconfig_set_fd(&fs, "lowerdir+", &fd)
+            };
+            cfg("fsconfig lowerdir+", &path, set)?;
         }
         if let Some(u) = &self.upper {
             let fd = open_dir(Some(&base), &u.upperdir)?;

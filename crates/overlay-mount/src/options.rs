@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{MountError, Result};
 
+/// The most lower directories overlayfs stacks (`OVL_MAX_STACK`).
+pub const MAX_LOWERS: usize = 500;
+
 /// What to mount, as overlayfs options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverlayOptions {
@@ -101,6 +104,12 @@ impl OverlayOptions {
                 ));
             }
             _ => {}
+        }
+        if self.lowerdirs.len() > MAX_LOWERS {
+            return Err(MountError::InvalidOptions(format!(
+                "{} lower directories; overlayfs stacks at most {MAX_LOWERS}",
+                self.lowerdirs.len()
+            )));
         }
         let mut paths: Vec<(&str, &Path)> = self.lowerdirs.iter().map(|p| ("lowerdir", p.as_path())).collect();
         if let Some(u) = &self.upper {

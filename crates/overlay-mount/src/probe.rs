@@ -43,7 +43,7 @@ pub struct Features {
     pub native_diff: NativeDiff,
     /// Overlayfs mounts accept `userxattr` here.
     pub userxattr: bool,
-    /// The new mount API with `lowerdir+` descriptors is available.
+    /// The new mount API with `lowerdir+` is available.
     pub new_mount_api: bool,
 }
 
@@ -110,7 +110,8 @@ pub fn require_overlay() -> Result<()> {
     ))
 }
 
-/// Is the new mount API usable for overlay with `lowerdir+` descriptors?
+/// Is the new mount API usable for overlay with `lowerdir+` (and upper
+/// and work dirs by descriptor)?
 /// Checked once per process: it is a property of the kernel.
 pub fn new_mount_api() -> bool {
     static ONCE: OnceLock<bool> = OnceLock::new();
@@ -121,7 +122,8 @@ pub fn new_mount_api() -> bool {
         let Ok(root) = rustix::fs::open("/", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else {
             return false;
         };
-        rmount::fsconfig_set_fd(&fs, "lowerdir+", &root).is_ok()
+        rmount::fsconfig_set_string(&fs, "lowerdir+", "/").is_ok()
+            && rmount::fsconfig_set_fd(&fs, "upperdir", &root).is_ok()
     })
 }
 
