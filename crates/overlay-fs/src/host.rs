@@ -360,6 +360,21 @@ impl Fs for HostFs {
         }))
     }
 
+    fn create_new(&self, path: &Path, mode: u32) -> Result<Box<dyn File>> {
+        const OP: &str = "create";
+        let (dir, name) = self.parent(OP, path)?;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rfs::openat(dir.fd(), name, flags, Mode::from_raw_mode(mode & 0o777))
+            .map_err(|e| errno_err(OP, path, e))?;
+        if self.needs_chmod(mode) {
+            rfs::fchmod(&fd, Mode::from_raw_mode(mode & 0o7777)).map_err(|e| errno_err(OP, path, e))?;
+        }
+        Ok(Box::new(HostFile {
+            file: std::fs::File::from(fd),
+            path: path.to_path_buf(),
+        }))
+    }
+
     fn mkdir(&self, path: &Path, mode: u32) -> Result<()> {
         const OP: &str = "mkdir";
         let (dir, name) = self.parent(OP, path)?;
@@ -538,20 +553,7 @@ impl Fs for HostFs {
 
     fn set_times(&self, path: &Path, atime: Option<Timestamp>, mtime: Option<Timestamp>) -> Result<()> {
         const OP: &str = "utimensat";
-        let ts = |t: Option<Timestamp>| match t {
-            Some(t) => rfs::Timespec {
-                tv_sec: t.sec,
-                tv_nsec: t.nsec as _,
-            },
-            None => rfs::Timespec {
-                tv_sec: 0,
-                tv_nsec: rfs::UTIME_OMIT,
-            },
-        };
-        let times = rfs::Timestamps {
-            last_access: ts(atime),
-            last_modification: ts(mtime),
-        };
+        let times = timestamps(atime, mtime);
         let s = split(OP, path)?;
         match s.name {
             None => rfs::utimensat(rfs::CWD, proc_path(self.root.as_fd(), None), &times, AtFlags::empty()),
@@ -706,5 +708,43 @@ impl File for HostFile {
 
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.file.as_fd())
+    }
+
+    fn set_owner(&self, uid: u32, gid: u32) -> Result<()> {
+        check_id("fchown", &self.path, uid, gid)?;
+        rfs::fchown(&self.file, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)))
+            .map_err(|e| errno_err("fchown", &self.path, e))
+    }
+
+    fn set_mode(&self, mode: u32) -> Result<()> {
+        rfs::fchmod(&self.file, Mode::from_raw_mode(mode & 0o7777)).map_err(|e| errno_err("fchmod", &self.path, e))
+    }
+
+    fn set_times(&self, atime: Option<Timestamp>, mtime: Option<Timestamp>) -> Result<()> {
+        rfs::futimens(&self.file, &timestamps(atime, mtime)).map_err(|e| errno_err("futimens", &self.path, e))
+    }
+
+    fn set_xattr(&self, name: &OsStr, value: &[u8]) -> Result<()> {
+        let cname = check_xattr_args("fsetxattr", &self.path, name, Some(value))?;
+        rfs::fsetxattr(&self.file, &*cname, value, rfs::XattrFlags::empty())
+            .map_err(|e| errno_err("fsetxattr", &self.path, e))
+    }
+}
+
+/// `utimensat` times, `UTIME_OMIT` for `None`.
+fn timestamps(atime: Option<Timestamp>, mtime: Option<Timestamp>) -> rfs::Timestamps {
+    let ts = |t: Option<Timestamp>| match t {
+        Some(t) => rfs::Timespec {
+            tv_sec: t.sec,
+            tv_nsec: t.nsec as _,
+        },
+        None => rfs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rfs::UTIME_OMIT,
+        },
+    };
+    rfs::Timestamps {
+        last_access: ts(atime),
+        last_modification: ts(mtime),
     }
 }

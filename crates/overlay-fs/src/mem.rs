@@ -87,6 +87,28 @@ impl Node {
         }
     }
 
+    /// chown(2): drops setuid, and setgid when group-executable, from
+    /// everything but directories (symlinks have no such bits).
+    fn chown(&mut self, uid: u32, gid: u32) {
+        self.uid = uid;
+        self.gid = gid;
+        if !matches!(self.content, Content::Dir { .. } | Content::Symlink(_)) {
+            self.mode &= !0o4000;
+            if self.mode & 0o010 != 0 {
+                self.mode &= !0o2000;
+            }
+        }
+    }
+
+    fn set_times(&mut self, atime: Option<Timestamp>, mtime: Option<Timestamp>) {
+        if let Some(t) = atime {
+            self.atime = t;
+        }
+        if let Some(t) = mtime {
+            self.mtime = t;
+        }
+    }
+
     fn entries(&self) -> Option<&BTreeMap<OsString, u64>> {
         match &self.content {
             Content::Dir { entries, .. } => Some(entries),
@@ -468,6 +490,19 @@ impl Fs for MemFs {
         Ok(self.handle(ino, path, false, true))
     }
 
+    fn create_new(&self, path: &Path, mode: u32) -> Result<Box<dyn File>> {
+        const OP: &str = "create";
+        let ino = {
+            let mut st = self.state.lock();
+            let (dir, name) = st.parent(OP, path)?;
+            if st.entry(dir, name).is_some() {
+                return Err(Error::new(OP, path, ErrorKind::AlreadyExists));
+            }
+            st.insert(dir, name, Content::File(Vec::new()), mode & 0o7777)
+        };
+        Ok(self.handle(ino, path, false, true))
+    }
+
     fn mkdir(&self, path: &Path, mode: u32) -> Result<()> {
         const OP: &str = "mkdir";
         let mut st = self.state.lock();
@@ -622,30 +657,14 @@ impl Fs for MemFs {
         }
         let mut st = self.state.lock();
         let ino = st.lookup(OP, path)?;
-        let n = st.node_mut(ino);
-        n.uid = uid;
-        n.gid = gid;
-        // chown(2) drops setuid, and setgid when group-executable, from
-        // everything but directories (symlinks have no such bits).
-        if !matches!(n.content, Content::Dir { .. } | Content::Symlink(_)) {
-            n.mode &= !0o4000;
-            if n.mode & 0o010 != 0 {
-                n.mode &= !0o2000;
-            }
-        }
+        st.node_mut(ino).chown(uid, gid);
         Ok(())
     }
 
     fn set_times(&self, path: &Path, atime: Option<Timestamp>, mtime: Option<Timestamp>) -> Result<()> {
         let mut st = self.state.lock();
         let ino = st.lookup("utimensat", path)?;
-        let n = st.node_mut(ino);
-        if let Some(t) = atime {
-            n.atime = t;
-        }
-        if let Some(t) = mtime {
-            n.mtime = t;
-        }
+        st.node_mut(ino).set_times(atime, mtime);
         Ok(())
     }
 
@@ -836,6 +855,33 @@ impl File for MemFile {
 
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         None
+    }
+
+    fn set_owner(&self, uid: u32, gid: u32) -> Result<()> {
+        if uid == u32::MAX || gid == u32::MAX {
+            return Err(Error::new("fchown", &self.path, ErrorKind::InvalidInput));
+        }
+        self.fs.state.lock().node_mut(self.ino).chown(uid, gid);
+        Ok(())
+    }
+
+    fn set_mode(&self, mode: u32) -> Result<()> {
+        self.fs.state.lock().node_mut(self.ino).mode = mode & 0o7777;
+        Ok(())
+    }
+
+    fn set_times(&self, atime: Option<Timestamp>, mtime: Option<Timestamp>) -> Result<()> {
+        self.fs.state.lock().node_mut(self.ino).set_times(atime, mtime);
+        Ok(())
+    }
+
+    fn set_xattr(&self, name: &OsStr, value: &[u8]) -> Result<()> {
+        const OP: &str = "fsetxattr";
+        check_xattr_name(OP, &self.path, name, Some(value))?;
+        let mut st = self.fs.state.lock();
+        xattr_namespace(OP, &self.path, name, FileType::Regular, true)?;
+        st.node_mut(self.ino).xattrs.insert(name.to_os_string(), value.to_vec());
+        Ok(())
     }
 }
 

@@ -101,6 +101,8 @@ conformance!(
     bad_paths_are_refused,
     mkdir_all_creates_parents,
     create_refuses_non_regular_targets,
+    create_new_is_exclusive,
+    open_files_take_metadata,
 );
 
 fn files_are_created_read_and_truncated(b: &Backend) {
@@ -606,4 +608,41 @@ fn create_refuses_non_regular_targets(b: &Backend) {
         !fs.exists(p("target")).unwrap(),
         "a dangling symlink is never created through"
     );
+}
+
+fn create_new_is_exclusive(b: &Backend) {
+    let fs = &*b.fs;
+    fs.write(p("a"), 0o644, b"one").unwrap();
+    fs.hardlink(p("a"), p("b")).unwrap();
+    assert_eq!(kind(fs.create_new(p("b"), 0o644)), ErrorKind::AlreadyExists);
+    fs.symlink(p("nowhere"), p("s")).unwrap();
+    assert_eq!(kind(fs.create_new(p("s"), 0o644)), ErrorKind::AlreadyExists);
+    assert!(!fs.exists(p("nowhere")).unwrap());
+    fs.remove_file(p("b")).unwrap();
+    fs.create_new(p("b"), 0o4750).unwrap().write_all(b"two").unwrap();
+    assert_eq!(fs.read(p("a")).unwrap(), b"one", "the old inode is untouched");
+    assert_eq!(fs.metadata(p("b")).unwrap().mode, 0o4750);
+}
+
+fn open_files_take_metadata(b: &Backend) {
+    let fs = &*b.fs;
+    let f = fs.create_new(p("f"), 0o4755).unwrap();
+    let t = Timestamp {
+        sec: 1_234_567_890,
+        nsec: 5,
+    };
+    f.set_times(None, Some(t)).unwrap();
+    f.set_xattr(x("user.k"), b"v").unwrap();
+    if b.can("fchown") {
+        f.set_owner(7, 8).unwrap();
+        assert_eq!(f.metadata().unwrap().mode, 0o755, "fchown clears setuid too");
+    }
+    f.set_mode(0o4711).unwrap();
+    drop(f);
+    let md = fs.metadata(p("f")).unwrap();
+    assert_eq!((md.mode, md.mtime), (0o4711, t));
+    if b.privileged {
+        assert_eq!((md.uid, md.gid), (7, 8));
+    }
+    assert_eq!(fs.get_xattr(p("f"), x("user.k")).unwrap().as_deref(), Some(&b"v"[..]));
 }

@@ -19,6 +19,7 @@ use proptest::prelude::*;
 #[derive(Debug, Clone)]
 enum Op {
     Write(String, u32, Vec<u8>),
+    CreateNew(String, u32),
     Append(String, Vec<u8>),
     Mkdir(String, u32),
     MkdirAll(String),
@@ -79,6 +80,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (path(), mode(), data.clone()).prop_map(|(p, m, d)| Op::Write(p, m, d)),
         1 => (path(), data.clone()).prop_map(|(p, d)| Op::Append(p, d)),
+        2 => (path(), mode()).prop_map(|(p, m)| Op::CreateNew(p, m)),
         4 => (path(), mode()).prop_map(|(p, m)| Op::Mkdir(p, m)),
         1 => path().prop_map(Op::MkdirAll),
         2 => (target(), path()).prop_map(|(t, p)| Op::Symlink(t, p)),
@@ -129,6 +131,7 @@ fn apply(fs: &dyn Fs, op: &Op) -> Outcome {
             }),
             done,
         ),
+        Op::CreateNew(path, m) => outcome(fs.create_new(&p(path), *m).and_then(|f| f.set_owner(1, 2)), done),
         Op::Mkdir(path, m) => outcome(fs.mkdir(&p(path), *m), done),
         Op::MkdirAll(path) => outcome(fs.mkdir_all(&p(path), 0o755), done),
         Op::Symlink(t, path) => outcome(fs.symlink(Path::new(t), &p(path)), done),

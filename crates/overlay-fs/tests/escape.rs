@@ -137,6 +137,7 @@ fn attack(fs: &HostFs, dir: &str) {
         let _ = f.write_all(b"pwned");
     }
     let _ = fs.create_file(&j("created"), 0o4777);
+    let _ = fs.create_new(&j("created_new"), 0o4777).map(|f| f.set_owner(9, 9));
     let _ = fs.mkdir(&j("newdir"), 0o777);
     let _ = fs.mkdir_all(&j("a/b/c"), 0o777);
     let _ = fs.mknod(&j("fifo"), NodeKind::Fifo, 0o666);
