@@ -1,12 +1,23 @@
 //! Tree to tar: a layer's files as an uncompressed, deterministic tar.
+//!
+//! The work is spread over threads, since an export is a long run of small
+//! system calls: a walker lists and stats the tree with directory handles,
+//! two loaders open and read regular files, and the caller's thread writes
+//! the tar in the walker's order, waiting for each file's slot to be
+//! filled. The loaders' calls (an `O_PATH` open, `fstat`, the reopen, xattrs,
+//! `read`, two closes: the price of never opening a device node) overlap
+//! with the walk and the writes, which is how the export keeps pace with
+//! `tar -cf`.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
 
-use overlay_fs::{FileType, Fs, Metadata};
+use overlay_fs::{Dir, DirEntry, File, FileType, Fs, Metadata};
 use tar::{EntryType, Header};
 
 use crate::error::{ArchiveError, Result};
@@ -54,28 +65,115 @@ pub struct ExportStats {
 /// The tree cannot be read, or `out` cannot be written.
 pub fn export<W: Write>(fs: &dyn Fs, opts: &ExportOptions, out: W) -> Result<(W, ExportStats)> {
     let mut e = Exporter::new(fs, opts, out)?;
-    for name in sorted_names(fs, Path::new(""))? {
-        e.append_tree(Path::new(&name))?;
-    }
+    e.append_tree(Path::new(""))?;
     e.finish()
 }
 
-fn sorted_names(fs: &dyn Fs, dir: &Path) -> Result<Vec<std::ffi::OsString>> {
-    let mut names: Vec<_> = fs
-        .read_dir(dir)
-        .map_err(|source| ArchiveError::Tree {
-            path: dir.to_path_buf(),
-            source,
-        })?
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
-    names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    Ok(names)
+/// Files up to this size are read whole by a loader; larger ones are
+/// streamed by the writer in [`CHUNK`]s.
+const INLINE_MAX: u64 = 64 * 1024;
+/// Threads opening and reading regular files.
+const LOADERS: usize = 2;
+/// Bytes read from a large file at a time.
+const CHUNK: usize = 1 << 20;
+/// Entries sent together: one wake-up of the writer per batch, not per file.
+const BATCH_ITEMS: usize = 128;
+/// Bytes of file data after which a batch is sent early.
+const BATCH_BYTES: usize = 4 << 20;
+/// Batches in flight between the threads (bounded memory: about 16 MiB).
+const QUEUE: usize = 4;
+
+/// One entry, read and ready to be written.
+enum Item {
+    Dir {
+        path: PathBuf,
+        md: Metadata,
+        xattrs: Xattrs,
+    },
+    /// A regular file a loader is reading.
+    Pending { path: PathBuf, slot: Arc<Slot> },
+    Regular {
+        path: PathBuf,
+        md: Metadata,
+        xattrs: Xattrs,
+        data: Data,
+    },
+    Symlink {
+        path: PathBuf,
+        md: Metadata,
+        xattrs: Xattrs,
+        target: PathBuf,
+    },
+    Special {
+        path: PathBuf,
+        md: Metadata,
+        xattrs: Xattrs,
+    },
 }
 
-/// Writes entries of a tree into a tar stream one path at a time, for
-/// callers that choose what goes in (the naive diff exports only changes).
+type Xattrs = Vec<(OsString, Vec<u8>)>;
+
+enum Data {
+    Inline(Vec<u8>),
+    Stream(Box<dyn File>),
+}
+
+/// A regular file as a loader hands it over.
+struct Loaded {
+    md: Metadata,
+    xattrs: Xattrs,
+    data: Data,
+}
+
+/// Where a loader puts a file for the writer, who waits for it.
+#[derive(Default)]
+struct Slot {
+    value: Mutex<Option<Result<Loaded>>>,
+    ready: Condvar,
+}
+
+impl Slot {
+    fn fill(&self, v: Result<Loaded>) {
+        let mut g = self.value.lock().unwrap_or_else(|p| p.into_inner());
+        *g = Some(v);
+        self.ready.notify_one();
+    }
+
+    fn wait(&self) -> Result<Loaded> {
+        let mut g = self.value.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(v) = g.take() {
+                return v;
+            }
+            g = self.ready.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// A file for a loader to read.
+struct Job {
+    dir: Arc<dyn Dir>,
+    name: OsString,
+    path: PathBuf,
+    slot: Arc<Slot>,
+}
+
+/// Opens and reads one regular file (a loader's job).
+fn load(dir: &dyn Dir, name: &OsStr, path: &Path) -> Result<Loaded> {
+    let (mut file, md) = dir.open_file(name).map_err(tree_err(path))?;
+    let xattrs = file.xattrs().map_err(tree_err(path))?;
+    let data = if md.size <= INLINE_MAX {
+        let mut bytes = vec![0u8; md.size as usize];
+        file.read_exact(&mut bytes).map_err(|_| shrank(path))?;
+        Data::Inline(bytes)
+    } else {
+        Data::Stream(file)
+    };
+    Ok(Loaded { md, xattrs, data })
+}
+
+/// Writes entries of a tree into a tar stream, for callers that choose what
+/// goes in (the naive diff exports only changes).
 pub struct Exporter<'a, W: Write> {
     fs: &'a dyn Fs,
     opts: &'a ExportOptions,
@@ -84,6 +182,8 @@ pub struct Exporter<'a, W: Write> {
     /// First path written for each multiply-linked inode.
     links: HashMap<(u64, u64), PathBuf>,
     stats: ExportStats,
+    /// Read buffer for streamed files, reused.
+    buf: Vec<u8>,
 }
 
 impl<'a, W: Write> Exporter<'a, W> {
@@ -102,26 +202,18 @@ impl<'a, W: Write> Exporter<'a, W> {
             tar,
             links: HashMap::new(),
             stats: ExportStats::default(),
+            buf: Vec::new(),
         })
     }
 
-    /// Writes `path` and, for a directory, everything below it.
+    /// Writes `path` and, for a directory, everything below it (for the
+    /// root, `""`, only what is below it).
     ///
     /// # Errors
     ///
     /// The tree cannot be read, or the stream cannot be written.
     pub fn append_tree(&mut self, path: &Path) -> Result<()> {
-        let excluded = self.exclude.excludes(path);
-        let md = self.metadata(path)?;
-        if !excluded {
-            self.append_with(path, &md)?;
-        }
-        if md.is_dir() && (!excluded || self.exclude.has_exceptions()) {
-            for name in sorted_names(self.fs, path)? {
-                self.append_tree(&path.join(name))?;
-            }
-        }
-        Ok(())
+        self.run(path, true)
     }
 
     /// Writes the single entry at `path` (a directory without its contents).
@@ -130,8 +222,7 @@ impl<'a, W: Write> Exporter<'a, W> {
     ///
     /// The tree cannot be read, or the stream cannot be written.
     pub fn append(&mut self, path: &Path) -> Result<()> {
-        let md = self.metadata(path)?;
-        self.append_with(path, &md)
+        self.run(path, false)
     }
 
     /// Writes a `.wh.NAME` entry recording that `path` was deleted.
@@ -169,16 +260,70 @@ impl<'a, W: Write> Exporter<'a, W> {
         Ok((out, stats))
     }
 
-    fn metadata(&self, path: &Path) -> Result<Metadata> {
-        self.fs.metadata(path).map_err(|source| ArchiveError::Tree {
-            path: path.to_path_buf(),
-            source,
+    /// Reads on a second thread, writes on this one.
+    fn run(&mut self, path: &Path, recurse: bool) -> Result<()> {
+        let (tx, rx) = sync_channel::<Result<Vec<Item>>>(QUEUE);
+        let exclude = self.exclude.clone();
+        let reader = Reader {
+            fs: self.fs,
+            exclude: &exclude,
+        };
+        if !recurse {
+            // One entry at most: no thread for it.
+            let mut out = Batch::new(tx);
+            reader.start(path, recurse, &mut out)?;
+            out.flush();
+            drop(out);
+            return self.consume(rx);
+        }
+        std::thread::scope(|scope| {
+            let (jobs_tx, jobs_rx) = crossbeam::channel::bounded::<Job>(QUEUE * BATCH_ITEMS);
+            for _ in 0..LOADERS {
+                let jobs_rx = jobs_rx.clone();
+                scope.spawn(move || {
+                    for job in jobs_rx {
+                        job.slot.fill(load(&*job.dir, &job.name, &job.path));
+                    }
+                });
+            }
+            scope.spawn(move || {
+                let mut out = Batch::new(tx);
+                out.jobs = Some(jobs_tx);
+                match reader.start(path, recurse, &mut out) {
+                    Ok(()) => out.flush(),
+                    // The writer may have stopped listening: nothing to do.
+                    Err(e) => out.fail(e),
+                }
+            });
+            self.consume(rx)
         })
     }
 
-    fn tree_err(&self, path: &Path) -> impl FnOnce(overlay_fs::Error) -> ArchiveError + use<'_, W> {
-        let path = path.to_path_buf();
-        move |source| ArchiveError::Tree { path, source }
+    fn consume(&mut self, rx: Receiver<Result<Vec<Item>>>) -> Result<()> {
+        // Leaving early drops `rx`, which makes the reader's next send fail
+        // and end its walk.
+        for item in rx.into_iter().map(|b| b.map(Vec::into_iter)).flat_map(flatten) {
+            match item? {
+                Item::Dir { path, md, xattrs } => self.write_dir(&path, &md, xattrs)?,
+                Item::Pending { path, slot } => {
+                    let Loaded { md, xattrs, data } = slot.wait()?;
+                    self.write_regular(&path, &md, xattrs, data)?;
+                }
+                Item::Regular { path, md, xattrs, data } => self.write_regular(&path, &md, xattrs, data)?,
+                Item::Symlink {
+                    path,
+                    md,
+                    xattrs,
+                    target,
+                } => {
+                    let mut h = self.header(&md, EntryType::Symlink)?;
+                    self.pax_xattrs(&path, xattrs)?;
+                    self.write_link(&path, &mut h, &target)?;
+                }
+                Item::Special { path, md, xattrs } => self.write_special(&path, &md, xattrs)?,
+            }
+        }
+        Ok(())
     }
 
     fn header(&self, md: &Metadata, kind: EntryType) -> Result<Header> {
@@ -193,115 +338,98 @@ impl<'a, W: Write> Exporter<'a, W> {
         Ok(h)
     }
 
-    fn append_with(&mut self, path: &Path, md: &Metadata) -> Result<()> {
-        let overlay = self.opts.whiteouts == ExportWhiteouts::Overlay;
-        match md.file_type {
-            FileType::Directory => {
-                let mut h = self.header(md, EntryType::Directory)?;
-                self.xattrs(path)?;
-                self.write(path, &mut h, std::io::empty())?;
-                if overlay && self.is_opaque(path)? {
-                    let mut h = self.header(md, EntryType::Regular)?;
-                    h.set_mode(md.mode & 0o777);
-                    h.set_mtime(0);
-                    self.write(&path.join(OPAQUE_MARKER), &mut h, std::io::empty())?;
-                }
-            }
-            FileType::CharDevice if overlay && md.rdev == 0 => {
-                let mut h = self.header(md, EntryType::Regular)?;
-                h.set_mode(0o600);
-                let name = path.file_name().unwrap_or(OsStr::new(""));
-                self.write(&path.with_file_name(whiteout_name(name)), &mut h, std::io::empty())?;
-            }
-            FileType::Regular => {
-                if md.nlink > 1 {
-                    if let Some(first) = self.links.get(&(md.dev, md.ino)).cloned() {
-                        let mut h = self.header(md, EntryType::Link)?;
-                        return self.write_link(path, &mut h, &first);
-                    }
-                    self.links.insert((md.dev, md.ino), path.to_path_buf());
-                }
-                let mut h = self.header(md, EntryType::Regular)?;
-                h.set_size(md.size);
-                self.xattrs(path)?;
-                let file = self.fs.open_file(path).map_err(self.tree_err(path))?;
-                let mut reader = Exact {
-                    inner: file.take(md.size),
-                    left: md.size,
-                };
-                self.write(path, &mut h, &mut reader)?;
-                if reader.left != 0 {
-                    return Err(ArchiveError::Write {
-                        path: path.to_path_buf(),
-                        source: std::io::Error::other("file shrank while it was being read"),
-                    });
-                }
-                self.stats.bytes += md.size;
-            }
-            FileType::Symlink => {
-                let target = self.fs.readlink(path).map_err(self.tree_err(path))?;
-                let mut h = self.header(md, EntryType::Symlink)?;
-                self.xattrs(path)?;
-                self.write_link(path, &mut h, &target)?;
-            }
-            FileType::CharDevice | FileType::BlockDevice | FileType::Fifo => {
-                let kind = match md.file_type {
-                    FileType::CharDevice => EntryType::Char,
-                    FileType::BlockDevice => EntryType::Block,
-                    _ => EntryType::Fifo,
-                };
-                let mut h = self.header(md, kind)?;
-                let dev_err = |source| ArchiveError::Write {
-                    path: path.to_path_buf(),
-                    source,
-                };
-                h.set_device_major(overlay_fs::major(md.rdev)).map_err(dev_err)?;
-                let dev_err = |source| ArchiveError::Write {
-                    path: path.to_path_buf(),
-                    source,
-                };
-                h.set_device_minor(overlay_fs::minor(md.rdev)).map_err(dev_err)?;
-                self.xattrs(path)?;
-                self.write(path, &mut h, std::io::empty())?;
-            }
-            // Tar has no sockets; Docker skips them too.
-            FileType::Socket => {}
+    fn write_dir(&mut self, path: &Path, md: &Metadata, xattrs: Xattrs) -> Result<()> {
+        let opaque = self.opts.whiteouts == ExportWhiteouts::Overlay
+            && xattrs.iter().any(|(n, v)| {
+                v == b"y"
+                    && [XattrNamespace::Trusted, XattrNamespace::User]
+                        .iter()
+                        .any(|ns| n.as_bytes() == ns.opaque_xattr().as_bytes())
+            });
+        let mut h = self.header(md, EntryType::Directory)?;
+        self.pax_xattrs(path, xattrs)?;
+        self.write(path, &mut h, std::io::empty())?;
+        if opaque {
+            let mut h = self.header(md, EntryType::Regular)?;
+            h.set_mode(md.mode & 0o777);
+            h.set_mtime(0);
+            self.write(&path.join(OPAQUE_MARKER), &mut h, std::io::empty())?;
         }
         Ok(())
     }
 
-    fn is_opaque(&self, path: &Path) -> Result<bool> {
-        for ns in [XattrNamespace::Trusted, XattrNamespace::User] {
-            match self.fs.get_xattr(path, OsStr::new(ns.opaque_xattr())) {
-                Ok(Some(v)) if v == b"y" => return Ok(true),
-                Ok(_) => {}
-                // Unprivileged readers cannot see trusted.*; that is "no".
-                Err(e) if e.kind() == overlay_fs::ErrorKind::PermissionDenied => {}
-                Err(e) => {
-                    return Err(ArchiveError::Tree {
-                        path: path.to_path_buf(),
-                        source: e,
-                    });
+    fn write_regular(&mut self, path: &Path, md: &Metadata, xattrs: Xattrs, data: Data) -> Result<()> {
+        if md.nlink > 1 {
+            if let Some(first) = self.links.get(&(md.dev, md.ino)).cloned() {
+                let mut h = self.header(md, EntryType::Link)?;
+                return self.write_link(path, &mut h, &first);
+            }
+            self.links.insert((md.dev, md.ino), path.to_path_buf());
+        }
+        let mut h = self.header(md, EntryType::Regular)?;
+        h.set_size(md.size);
+        self.pax_xattrs(path, xattrs)?;
+        match data {
+            Data::Inline(bytes) => self.write(path, &mut h, &bytes[..])?,
+            Data::Stream(file) => {
+                let mut buf = std::mem::take(&mut self.buf);
+                let mut reader = Chunks {
+                    file,
+                    buf: &mut buf,
+                    pos: 0,
+                    filled: 0,
+                    left: md.size,
+                };
+                let written = self.write(path, &mut h, &mut reader);
+                let left = reader.left;
+                self.buf = buf;
+                written?;
+                if left != 0 {
+                    return Err(shrank(path));
                 }
             }
         }
-        Ok(false)
+        self.stats.bytes += md.size;
+        Ok(())
+    }
+
+    fn write_special(&mut self, path: &Path, md: &Metadata, xattrs: Xattrs) -> Result<()> {
+        if self.opts.whiteouts == ExportWhiteouts::Overlay && md.is_whiteout() {
+            let mut h = self.header(md, EntryType::Regular)?;
+            h.set_mode(0o600);
+            let name = path.file_name().unwrap_or(OsStr::new(""));
+            return self.write(&path.with_file_name(whiteout_name(name)), &mut h, std::io::empty());
+        }
+        let kind = match md.file_type {
+            FileType::CharDevice => EntryType::Char,
+            FileType::BlockDevice => EntryType::Block,
+            _ => EntryType::Fifo,
+        };
+        let mut h = self.header(md, kind)?;
+        let dev_err = |source| ArchiveError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        h.set_device_major(overlay_fs::major(md.rdev)).map_err(dev_err)?;
+        let dev_err = |source| ArchiveError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        h.set_device_minor(overlay_fs::minor(md.rdev)).map_err(dev_err)?;
+        self.pax_xattrs(path, xattrs)?;
+        self.write(path, &mut h, std::io::empty())
     }
 
     /// Writes the entry's xattrs (all but overlayfs's private ones) as a
     /// PAX header, sorted by name, before the entry itself.
-    fn xattrs(&mut self, path: &Path) -> Result<()> {
-        let mut names = self.fs.list_xattrs(path).map_err(self.tree_err(path))?;
-        names.retain(|n| !is_private_xattr(n.as_bytes()));
-        if names.is_empty() {
+    fn pax_xattrs(&mut self, path: &Path, mut xattrs: Xattrs) -> Result<()> {
+        xattrs.retain(|(n, _)| !is_private_xattr(n.as_bytes()));
+        if xattrs.is_empty() {
             return Ok(());
         }
-        names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        let mut records = Vec::with_capacity(names.len());
-        for name in names {
-            let Some(value) = self.fs.get_xattr(path, &name).map_err(self.tree_err(path))? else {
-                continue;
-            };
+        xattrs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let mut records = Vec::with_capacity(xattrs.len());
+        for (name, value) in xattrs {
             let key = match name.to_str() {
                 Some(n) => format!("SCHILY.xattr.{n}"),
                 None => {
@@ -344,24 +472,311 @@ impl<'a, W: Write> Exporter<'a, W> {
     }
 }
 
-/// Reads exactly the announced size, counting what is left, so a file that
-/// shrinks between `lstat` and `read` is caught instead of corrupting the
-/// stream. (One that grows is cut at the announced size.)
-struct Exact<R> {
-    inner: R,
+fn shrank(path: &Path) -> ArchiveError {
+    ArchiveError::Write {
+        path: path.to_path_buf(),
+        source: std::io::Error::other("file shrank while it was being read"),
+    }
+}
+
+fn tree_err(path: &Path) -> impl FnOnce(overlay_fs::Error) -> ArchiveError + '_ {
+    move |source| ArchiveError::Tree {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The reading side: walks with directory handles, in the order the tar
+/// must have, and sends each entry with what it needs to be written.
+struct Reader<'a> {
+    fs: &'a dyn Fs,
+    exclude: &'a Patterns,
+}
+
+/// The writer hung up: stop walking quietly.
+struct HungUp;
+
+/// Turns batches (or an error) into a stream of single results.
+fn flatten(batch: Result<std::vec::IntoIter<Item>>) -> Box<dyn Iterator<Item = Result<Item>>> {
+    match batch {
+        Ok(items) => Box::new(items.map(Ok)),
+        Err(e) => Box::new(std::iter::once(Err(e))),
+    }
+}
+
+/// Items collected on the reading side and sent in batches.
+struct Batch {
+    tx: SyncSender<Result<Vec<Item>>>,
+    items: Vec<Item>,
+    bytes: usize,
+    /// The loaders' queue; without it files are read on the walker.
+    jobs: Option<crossbeam::channel::Sender<Job>>,
+}
+
+impl Batch {
+    fn new(tx: SyncSender<Result<Vec<Item>>>) -> Self {
+        Self {
+            tx,
+            items: Vec::with_capacity(BATCH_ITEMS),
+            bytes: 0,
+            jobs: None,
+        }
+    }
+
+    fn send(&mut self, item: Item) -> std::result::Result<(), HungUp> {
+        if let Item::Regular {
+            data: Data::Inline(d), ..
+        } = &item
+        {
+            self.bytes += d.len();
+        }
+        // A streamed file holds a descriptor open until it is written:
+        // send it promptly rather than hold many.
+        let stream = matches!(
+            item,
+            Item::Regular {
+                data: Data::Stream(_),
+                ..
+            }
+        );
+        self.items.push(item);
+        if stream || self.items.len() >= BATCH_ITEMS || self.bytes >= BATCH_BYTES {
+            let items = std::mem::replace(&mut self.items, Vec::with_capacity(BATCH_ITEMS));
+            self.bytes = 0;
+            self.tx.send(Ok(items)).map_err(|_| HungUp)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        if !self.items.is_empty() {
+            let _ = self.tx.send(Ok(std::mem::take(&mut self.items)));
+        }
+    }
+
+    fn fail(mut self, e: ArchiveError) {
+        self.flush();
+        let _ = self.tx.send(Err(e));
+    }
+}
+
+impl Reader<'_> {
+    fn start(&self, path: &Path, recurse: bool, tx: &mut Batch) -> Result<()> {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            // The root has no entry of its own.
+            if recurse {
+                let root = self.fs.open_dir(path).map_err(tree_err(path))?;
+                let _ = self.walk(root, path, tx)?;
+            }
+            return Ok(());
+        };
+        let parent_dir = self.fs.open_dir(parent).map_err(tree_err(parent))?;
+        let md = parent_dir.metadata(name).map_err(tree_err(path))?;
+        let file_type = md.file_type;
+        let entry = DirEntry {
+            name: name.to_os_string(),
+            file_type,
+            ino: md.ino,
+        };
+        if let Ok(Some(child)) = self.entry(&*parent_dir, None, &entry, path, tx)?
+            && recurse
+        {
+            let _ = self.walk(child, path, tx)?;
+        }
+        Ok(())
+    }
+
+    /// Sends everything below the directory `dir` (at `path`), in order.
+    fn walk(&self, mut dir: Box<dyn Dir>, path: &Path, tx: &mut Batch) -> Result<std::result::Result<(), HungUp>> {
+        let mut entries = dir.entries().map_err(tree_err(path))?;
+        entries.sort_unstable_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        // Loaders read this directory's files through a shared handle.
+        let shared: Arc<dyn Dir> = Arc::from(dir);
+        for e in entries {
+            let child_path = path.join(&e.name);
+            match self.entry(&*shared, Some(&shared), &e, &child_path, tx)? {
+                Ok(Some(child)) => {
+                    if self.walk(child, &child_path, tx)?.is_err() {
+                        return Ok(Err(HungUp));
+                    }
+                }
+                Ok(None) => {}
+                Err(HungUp) => return Ok(Err(HungUp)),
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Sends one entry unless excluded; for a directory that must be walked,
+    /// returns its open handle.
+    fn entry(
+        &self,
+        parent: &dyn Dir,
+        shared: Option<&Arc<dyn Dir>>,
+        e: &DirEntry,
+        path: &Path,
+        tx: &mut Batch,
+    ) -> Result<std::result::Result<Option<Box<dyn Dir>>, HungUp>> {
+        let excluded = self.exclude.excludes(path);
+        let name = e.name.as_os_str();
+        // A regular file (says readdir): open it first and take the metadata
+        // of the opened inode, saving a stat and any race between the two.
+        if e.file_type == FileType::Regular
+            && !excluded
+            && let (Some(jobs), Some(shared)) = (&tx.jobs, shared)
+        {
+            let slot = Arc::new(Slot::default());
+            let job = Job {
+                dir: shared.clone(),
+                name: e.name.clone(),
+                path: path.to_path_buf(),
+                slot: slot.clone(),
+            };
+            if jobs.send(job).is_err() {
+                return Ok(Err(HungUp));
+            }
+            return Ok(tx
+                .send(Item::Pending {
+                    path: path.to_path_buf(),
+                    slot,
+                })
+                .map(|()| None));
+        }
+        if e.file_type == FileType::Regular && !excluded {
+            match parent.open_file(name) {
+                Ok((mut file, md)) => {
+                    let xattrs = file.xattrs().map_err(tree_err(path))?;
+                    let data = if md.size <= INLINE_MAX {
+                        let mut bytes = vec![0u8; md.size as usize];
+                        file.read_exact(&mut bytes).map_err(|_| shrank(path))?;
+                        Data::Inline(bytes)
+                    } else {
+                        Data::Stream(file)
+                    };
+                    return Ok(tx
+                        .send(Item::Regular {
+                            path: path.to_path_buf(),
+                            md,
+                            xattrs,
+                            data,
+                        })
+                        .map(|()| None));
+                }
+                // Replaced since readdir: handle it as what it is now.
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        overlay_fs::ErrorKind::NotARegularFile
+                            | overlay_fs::ErrorKind::IsADirectory
+                            | overlay_fs::ErrorKind::SymlinkLoop
+                    ) => {}
+                Err(source) => {
+                    return Err(ArchiveError::Tree {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
+        let md = parent.metadata(name).map_err(tree_err(path))?;
+        let item = match md.file_type {
+            FileType::Directory => {
+                if excluded && !self.exclude.has_exceptions() {
+                    return Ok(Ok(None));
+                }
+                let dir = parent.open_dir(name).map_err(tree_err(path))?;
+                if !excluded {
+                    let xattrs = dir.own_xattrs().map_err(tree_err(path))?;
+                    if tx
+                        .send(Item::Dir {
+                            path: path.to_path_buf(),
+                            md,
+                            xattrs,
+                        })
+                        .is_err()
+                    {
+                        return Ok(Err(HungUp));
+                    }
+                }
+                return Ok(Ok(Some(dir)));
+            }
+            _ if excluded => return Ok(Ok(None)),
+            FileType::Regular => {
+                let (file, md) = parent.open_file(name).map_err(tree_err(path))?;
+                let xattrs = file.xattrs().map_err(tree_err(path))?;
+                Item::Regular {
+                    path: path.to_path_buf(),
+                    md,
+                    xattrs,
+                    data: Data::Stream(file),
+                }
+            }
+            FileType::Symlink => {
+                let target = parent.readlink(name).map_err(tree_err(path))?;
+                let xattrs = parent.xattrs(name).map_err(tree_err(path))?;
+                Item::Symlink {
+                    path: path.to_path_buf(),
+                    md,
+                    xattrs,
+                    target,
+                }
+            }
+            FileType::CharDevice | FileType::BlockDevice | FileType::Fifo => {
+                // A whiteout's xattrs are overlayfs's own; skip the read.
+                let xattrs = if md.is_whiteout() {
+                    Vec::new()
+                } else {
+                    parent.xattrs(name).map_err(tree_err(path))?
+                };
+                Item::Special {
+                    path: path.to_path_buf(),
+                    md,
+                    xattrs,
+                }
+            }
+            // Tar has no sockets; Docker skips them too.
+            FileType::Socket => return Ok(Ok(None)),
+        };
+        Ok(tx.send(item).map(|()| None))
+    }
+}
+
+/// Reads exactly the announced size of a large file in [`CHUNK`]s through
+/// a buffer reused across files. A file that shrinks between `fstat` and
+/// `read` is caught instead of corrupting the stream; one that grows is cut
+/// at the announced size.
+struct Chunks<'b> {
+    file: Box<dyn File>,
+    buf: &'b mut Vec<u8>,
+    pos: usize,
+    filled: usize,
+    /// Bytes of the file not yet read from it.
     left: u64,
 }
 
-impl<R: Read> Read for Exact<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && self.left > 0 && !buf.is_empty() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "file shrank while it was being read",
-            ));
+impl Read for Chunks<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.filled {
+            if self.left == 0 {
+                return Ok(0);
+            }
+            let want = (self.left.min(CHUNK as u64)) as usize;
+            if self.buf.len() < want {
+                self.buf.resize(want, 0);
+            }
+            let n = self.file.read(&mut self.buf[..want])?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "file shrank while it was being read",
+                ));
+            }
+            self.left -= n as u64;
+            (self.pos, self.filled) = (0, n);
         }
-        self.left -= n as u64;
+        let n = out.len().min(self.filled - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
     }
 }

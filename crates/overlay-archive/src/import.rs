@@ -206,16 +206,21 @@ pub fn import(fs: &dyn Fs, reader: impl Read, opts: &ImportOptions) -> Result<Im
             }
             EntryType::Regular | EntryType::Continuous => {
                 let file = ctx.replace(&path, &parent, || fs.create_new(&path, meta.mode))?;
-                let mut writer = FileWriter(file);
-                std::io::copy(&mut entry, &mut writer).map_err(|e| match e.get_ref().map(|i| i.is::<FsIo>()) {
-                    Some(true) => ctx.err(overlay_fs::Error::new(
-                        "write",
-                        &path,
-                        ErrorKind::Other(e.raw_os_error().unwrap_or(0)),
-                    )),
-                    _ => ArchiveError::Read(e),
-                })?;
-                let file = writer.0;
+                let mut writer = FileWriter { file, errno: None };
+                let copied = std::io::copy(&mut entry, &mut writer);
+                match (copied, writer.errno) {
+                    (_, Some(errno)) => return Err(ctx.err(overlay_fs::Error::from_errno("write", &path, errno))),
+                    (Err(e), None) => return Err(ArchiveError::Read(e)),
+                    // The entry's reader stops quietly where the stream ends.
+                    (Ok(n), None) if n != entry.size() => {
+                        return Err(ArchiveError::Read(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!("the tar stream ends inside the data of {name_str:?}"),
+                        )));
+                    }
+                    _ => {}
+                }
+                let file = writer.file;
                 // Always chown: even for 0:0, a setgid parent gave the file
                 // its own group. chown clears setuid/setgid: put them back.
                 ctx.apply(file.set_owner(meta.uid, meta.gid))?;
@@ -380,6 +385,14 @@ fn read_extension<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<u8>> {
     }
     let mut data = Vec::with_capacity(entry.size() as usize);
     entry.read_to_end(&mut data).map_err(ArchiveError::Read)?;
+    // The entry's reader stops quietly at the end of the stream: a cut
+    // header is a read error, not a malformed record.
+    if (data.len() as u64) < entry.size() {
+        return Err(ArchiveError::Read(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the tar stream ends inside an extension header",
+        )));
+    }
     Ok(data)
 }
 
@@ -434,29 +447,26 @@ impl Ctx<'_> {
     }
 }
 
-/// Marks write errors of the tree apart from read errors of the stream in
-/// `io::copy`.
-#[derive(Debug)]
-struct FsIo;
-
-impl std::fmt::Display for FsIo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("writing the tree")
-    }
+/// Writes into a tree's file, remembering the errno of a failed write so
+/// it is told apart from a failed read of the stream in `io::copy`.
+struct FileWriter {
+    file: Box<dyn overlay_fs::File>,
+    errno: Option<i32>,
 }
-
-impl std::error::Error for FsIo {}
-
-struct FileWriter(Box<dyn overlay_fs::File>);
 
 impl std::io::Write for FileWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf).map_err(|e| std::io::Error::new(e.kind(), FsIo))
+        self.file
+            .write(buf)
+            .inspect_err(|e| self.errno = Some(e.raw_os_error().unwrap_or(EIO)))
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
+        self.file.flush()
     }
 }
+
+/// Reported for a failed write that carries no errno of its own.
+const EIO: i32 = 5;
 
 #[cfg(test)]
 mod tests {

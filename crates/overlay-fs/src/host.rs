@@ -45,26 +45,26 @@ impl fmt::Debug for HostFs {
 }
 
 /// The directory an operation acts in: the root itself or a resolved parent.
-enum Dir<'a> {
+enum Parent<'a> {
     Root(BorrowedFd<'a>),
     Owned(OwnedFd),
 }
 
-impl Dir<'_> {
+impl Parent<'_> {
     fn fd(&self) -> BorrowedFd<'_> {
         match self {
-            Dir::Root(fd) => *fd,
-            Dir::Owned(fd) => fd.as_fd(),
+            Parent::Root(fd) => *fd,
+            Parent::Owned(fd) => fd.as_fd(),
         }
     }
 }
 
-fn errno_err(op: &'static str, path: &Path, e: Errno) -> Error {
+pub(crate) fn errno_err(op: &'static str, path: &Path, e: Errno) -> Error {
     Error::from_errno(op, path, e.raw_os_error())
 }
 
 /// `/proc/self/fd/N`, optionally followed by one name inside that directory.
-fn proc_path(fd: BorrowedFd<'_>, name: Option<&OsStr>) -> PathBuf {
+pub(crate) fn proc_path(fd: BorrowedFd<'_>, name: Option<&OsStr>) -> PathBuf {
     use std::os::fd::AsRawFd;
     let mut p = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
     if let Some(name) = name {
@@ -183,9 +183,9 @@ impl HostFs {
     }
 
     /// The directory named by `parts`, resolved inside the root.
-    fn resolve_dir(&self, op: &'static str, path: &Path, parts: &[Part<'_>]) -> Result<Dir<'_>> {
+    fn resolve_dir(&self, op: &'static str, path: &Path, parts: &[Part<'_>]) -> Result<Parent<'_>> {
         if parts.is_empty() {
-            return Ok(Dir::Root(self.root.as_fd()));
+            return Ok(Parent::Root(self.root.as_fd()));
         }
         let mut rel = PathBuf::new();
         for p in parts {
@@ -195,47 +195,23 @@ impl HostFs {
             }
         }
         self.open_in_root(op, path, &rel, OFlags::PATH | OFlags::DIRECTORY)
-            .map(Dir::Owned)
+            .map(Parent::Owned)
     }
 
     /// The parent directory of `path` and the final name in it.
-    fn parent<'p>(&self, op: &'static str, path: &'p Path) -> Result<(Dir<'_>, &'p OsStr)> {
+    fn parent<'p>(&self, op: &'static str, path: &'p Path) -> Result<(Parent<'_>, &'p OsStr)> {
         let (parts, name) = split_child(op, path)?;
         Ok((self.resolve_dir(op, path, &parts)?, name))
     }
 
     /// Pins the node at `name` in `dir` without following a symlink.
-    fn pin(&self, op: &'static str, path: &Path, dir: &Dir<'_>, name: &OsStr) -> Result<(OwnedFd, Metadata)> {
-        let fd = rfs::openat(
-            dir.fd(),
-            name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| errno_err(op, path, e))?;
-        let st = rfs::fstat(&fd).map_err(|e| errno_err(op, path, e))?;
-        Ok((fd, metadata_from_stat(&st)))
-    }
-
-    /// Reopens a pinned regular file through its `/proc/self/fd` entry.
-    fn reopen(&self, op: &'static str, path: &Path, fd: &OwnedFd, flags: OFlags) -> Result<OwnedFd> {
-        rfs::open(
-            proc_path(fd.as_fd(), None),
-            flags | OFlags::CLOEXEC | OFlags::NOCTTY,
-            Mode::empty(),
-        )
-        .map_err(|e| errno_err(op, path, e))
+    fn pin(&self, op: &'static str, path: &Path, dir: &Parent<'_>, name: &OsStr) -> Result<(OwnedFd, Metadata)> {
+        pin_at(op, path, dir.fd(), name)
     }
 
     fn open_regular(&self, op: &'static str, path: &Path, flags: OFlags) -> Result<Box<dyn File>> {
         let (dir, name) = self.parent(op, path)?;
-        let (fd, md) = self.pin(op, path, &dir, name)?;
-        require_regular(op, path, &md)?;
-        let fd = self.reopen(op, path, &fd, flags)?;
-        Ok(Box::new(HostFile {
-            file: std::fs::File::from(fd),
-            path: path.to_path_buf(),
-        }))
+        Ok(Box::new(open_regular_at(op, path, dir.fd(), name, flags)?))
     }
 
     /// Sets `mode` exactly on a pinned node when creation could not.
@@ -257,7 +233,7 @@ impl HostFs {
 
     /// The path through which xattr calls reach `path`, and whether the
     /// call must follow it (only for the root, reached via its magic link).
-    fn xattr_target(&self, op: &'static str, path: &Path) -> Result<(PathBuf, bool, Option<Dir<'_>>)> {
+    fn xattr_target(&self, op: &'static str, path: &Path) -> Result<(PathBuf, bool, Option<Parent<'_>>)> {
         let s = split(op, path)?;
         match s.name {
             None => Ok((proc_path(self.root.as_fd(), None), true, None)),
@@ -269,7 +245,64 @@ impl HostFs {
     }
 }
 
-fn require_regular(op: &'static str, path: &Path, md: &Metadata) -> Result<()> {
+/// Pins the node `name` in `dir` with an `O_PATH | O_NOFOLLOW` descriptor.
+pub(crate) fn pin_at(op: &'static str, path: &Path, dir: BorrowedFd<'_>, name: &OsStr) -> Result<(OwnedFd, Metadata)> {
+    let fd = rfs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| errno_err(op, path, e))?;
+    let st = rfs::fstat(&fd).map_err(|e| errno_err(op, path, e))?;
+    Ok((fd, metadata_from_stat(&st)))
+}
+
+/// Reopens a pinned node through its `/proc/self/fd` entry, which names
+/// exactly that inode.
+pub(crate) fn reopen(op: &'static str, path: &Path, fd: &OwnedFd, flags: OFlags) -> Result<OwnedFd> {
+    rfs::open(
+        proc_path(fd.as_fd(), None),
+        flags | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(|e| errno_err(op, path, e))
+}
+
+/// Opens the regular file `name` in `dir`; any other type fails before it
+/// is opened (pinned with `O_PATH`, checked, then reopened), so a device
+/// node in a layer is never opened.
+pub(crate) fn open_regular_at(
+    op: &'static str,
+    path: &Path,
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    flags: OFlags,
+) -> Result<HostFile> {
+    Ok(open_regular_with_metadata(op, path, dir, name, flags)?.0)
+}
+
+/// [`open_regular_at`], also returning the metadata of the opened inode.
+pub(crate) fn open_regular_with_metadata(
+    op: &'static str,
+    path: &Path,
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    flags: OFlags,
+) -> Result<(HostFile, Metadata)> {
+    let (fd, md) = pin_at(op, path, dir, name)?;
+    require_regular(op, path, &md)?;
+    let fd = reopen(op, path, &fd, flags)?;
+    Ok((
+        HostFile {
+            file: std::fs::File::from(fd),
+            path: path.to_path_buf(),
+        },
+        md,
+    ))
+}
+
+pub(crate) fn require_regular(op: &'static str, path: &Path, md: &Metadata) -> Result<()> {
     match md.file_type {
         FileType::Regular => Ok(()),
         FileType::Directory => Err(Error::new(op, path, ErrorKind::IsADirectory)),
@@ -278,7 +311,7 @@ fn require_regular(op: &'static str, path: &Path, md: &Metadata) -> Result<()> {
     }
 }
 
-fn check_xattr_args(op: &'static str, path: &Path, name: &OsStr, value: Option<&[u8]>) -> Result<CString> {
+pub(crate) fn check_xattr_args(op: &'static str, path: &Path, name: &OsStr, value: Option<&[u8]>) -> Result<CString> {
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes.len() > 255 {
         return Err(Error::new(op, path, ErrorKind::InvalidInput).with_detail("xattr name must be 1 to 255 bytes"));
@@ -305,27 +338,19 @@ impl Fs for HostFs {
     }
 
     fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>> {
-        const OP: &str = "readdir";
+        self.open_dir(path)?.entries()
+    }
+
+    fn open_dir(&self, path: &Path) -> Result<Box<dyn crate::Dir>> {
+        const OP: &str = "opendir";
         let s = split(OP, path)?;
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = match s.name {
-            None => rfs::openat(
-                &self.root,
-                ".",
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            ),
-            Some(name) => {
-                let dir = self.resolve_dir(OP, path, &s.parent)?;
-                rfs::openat(
-                    dir.fd(),
-                    name,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-            }
+            None => rfs::openat(&self.root, ".", flags, Mode::empty()),
+            Some(name) => rfs::openat(self.resolve_dir(OP, path, &s.parent)?.fd(), name, flags, Mode::empty()),
         }
         .map_err(|e| errno_err(OP, path, e))?;
-        read_dir_fd(OP, path, fd)
+        Ok(Box::new(crate::hostdir::HostDir::new(fd, path.to_path_buf())))
     }
 
     fn open_file(&self, path: &Path) -> Result<Box<dyn File>> {
@@ -350,7 +375,7 @@ impl Fs for HostFs {
             Err(Errno::EXIST) => {
                 let (pinned, md) = self.pin(OP, path, &dir, name)?;
                 require_regular(OP, path, &md)?;
-                self.reopen(OP, path, &pinned, OFlags::WRONLY | OFlags::TRUNC)?
+                reopen(OP, path, &pinned, OFlags::WRONLY | OFlags::TRUNC)?
             }
             Err(e) => return Err(errno_err(OP, path, e)),
         };
@@ -595,40 +620,6 @@ impl Fs for HostFs {
     }
 }
 
-fn read_dir_fd(op: &'static str, path: &Path, fd: OwnedFd) -> Result<Vec<DirEntry>> {
-    let stat_fd = fd.try_clone().map_err(|e| crate::io_error(op, path, &e))?;
-    let dir = rfs::Dir::new(fd).map_err(|e| errno_err(op, path, e))?;
-    let mut out = Vec::new();
-    for entry in dir {
-        let entry = entry.map_err(|e| errno_err(op, path, e))?;
-        let name = entry.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        let name = OsStr::from_bytes(name);
-        let file_type = match entry.file_type() {
-            rfs::FileType::RegularFile => FileType::Regular,
-            rfs::FileType::Directory => FileType::Directory,
-            rfs::FileType::Symlink => FileType::Symlink,
-            rfs::FileType::CharacterDevice => FileType::CharDevice,
-            rfs::FileType::BlockDevice => FileType::BlockDevice,
-            rfs::FileType::Fifo => FileType::Fifo,
-            rfs::FileType::Socket => FileType::Socket,
-            // A filesystem without d_type: ask the inode.
-            rfs::FileType::Unknown => {
-                let st = rfs::statat(&stat_fd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| errno_err(op, path, e))?;
-                metadata_from_stat(&st).file_type
-            }
-        };
-        out.push(DirEntry {
-            name: name.to_os_string(),
-            file_type,
-            ino: entry.ino(),
-        });
-    }
-    Ok(out)
-}
-
 /// Removes `name` in `dir` and everything below it, never following a
 /// symlink: each directory is opened `O_NOFOLLOW` relative to its parent.
 fn remove_all_at(op: &'static str, path: &Path, dir: BorrowedFd<'_>, name: &OsStr) -> Result<()> {
@@ -649,7 +640,7 @@ fn remove_all_at(op: &'static str, path: &Path, dir: BorrowedFd<'_>, name: &OsSt
         Err(e) => return Err(errno_err(op, path, e)),
     };
     let child_fd = fd.try_clone().map_err(|e| crate::io_error(op, path, &e))?;
-    for entry in read_dir_fd(op, path, fd)? {
+    for entry in crate::Dir::entries(&mut crate::hostdir::HostDir::new(fd, path.to_path_buf()))? {
         let child = path.join(&entry.name);
         if entry.file_type == FileType::Directory {
             remove_all_at(op, &child, child_fd.as_fd(), &entry.name)?;
@@ -667,9 +658,9 @@ fn remove_all_at(op: &'static str, path: &Path, dir: BorrowedFd<'_>, name: &OsSt
 }
 
 /// An open regular file of a [`HostFs`].
-struct HostFile {
-    file: std::fs::File,
-    path: PathBuf,
+pub(crate) struct HostFile {
+    pub(crate) file: std::fs::File,
+    pub(crate) path: PathBuf,
 }
 
 impl Read for HostFile {
@@ -728,6 +719,15 @@ impl File for HostFile {
         let cname = check_xattr_args("fsetxattr", &self.path, name, Some(value))?;
         rfs::fsetxattr(&self.file, &*cname, value, rfs::XattrFlags::empty())
             .map_err(|e| errno_err("fsetxattr", &self.path, e))
+    }
+
+    fn xattrs(&self) -> Result<Vec<(OsString, Vec<u8>)>> {
+        crate::hostdir::collect_xattrs(
+            "flistxattr",
+            &self.path,
+            |buf| rfs::flistxattr(&self.file, buf),
+            |name, buf| rfs::fgetxattr(&self.file, name, buf),
+        )
     }
 }
 

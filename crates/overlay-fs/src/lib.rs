@@ -56,6 +56,7 @@
 
 mod error;
 mod host;
+mod hostdir;
 mod mem;
 mod metadata;
 mod path;
@@ -96,6 +97,44 @@ pub trait File: Read + Write + Seek + Send {
 
     /// Sets an extended attribute on the open file (`fsetxattr`).
     fn set_xattr(&self, name: &OsStr, value: &[u8]) -> Result<()>;
+
+    /// All extended attributes of the open file, name and value, in no
+    /// particular order (`flistxattr`, `fgetxattr`).
+    fn xattrs(&self) -> Result<Vec<(OsString, Vec<u8>)>>;
+}
+
+/// An open directory, for walking a tree without resolving every path from
+/// the root again: each name is looked up in this directory only, and a
+/// final symlink is never followed.
+///
+/// A walker opens the root with [`Fs::open_dir`] and descends with
+/// [`Dir::open_dir`]; the handle keeps naming the same directory even if it
+/// is renamed meanwhile, and it can only reach what lies below it.
+pub trait Dir: Send + Sync {
+    /// The entries, without `.` and `..`, in no particular order. Meant to
+    /// be called once per handle.
+    fn entries(&mut self) -> Result<Vec<DirEntry>>;
+
+    /// Metadata of `name` in this directory (`fstatat` without following).
+    fn metadata(&self, name: &OsStr) -> Result<Metadata>;
+
+    /// Opens the subdirectory `name` (not through a symlink).
+    fn open_dir(&self, name: &OsStr) -> Result<Box<dyn Dir>>;
+
+    /// Opens the regular file `name` for reading, with the metadata of the
+    /// very inode opened (no window between a `stat` and the `open`); other
+    /// types fail without being opened, as with [`Fs::open_file`].
+    fn open_file(&self, name: &OsStr) -> Result<(Box<dyn File>, Metadata)>;
+
+    /// The target of the symlink `name`.
+    fn readlink(&self, name: &OsStr) -> Result<PathBuf>;
+
+    /// All extended attributes of `name` (not following a symlink), as
+    /// name and value, in no particular order.
+    fn xattrs(&self, name: &OsStr) -> Result<Vec<(OsString, Vec<u8>)>>;
+
+    /// All extended attributes of this directory itself.
+    fn own_xattrs(&self) -> Result<Vec<(OsString, Vec<u8>)>>;
 }
 
 /// The operations a layer store performs on a tree.
@@ -111,6 +150,10 @@ pub trait Fs: Send + Sync + std::fmt::Debug {
     /// The entries of the directory at `path`, without `.` and `..`, in no
     /// particular order.
     fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>>;
+
+    /// Opens the directory at `path` (not through a final symlink) as a
+    /// handle for walking below it.
+    fn open_dir(&self, path: &Path) -> Result<Box<dyn Dir>>;
 
     /// Opens an existing regular file for reading. Other types fail without
     /// being opened (a device node is never opened).

@@ -150,7 +150,8 @@ impl State {
             mode: 0o755,
             uid: 0,
             gid: 0,
-            nlink: 0,
+            // Never unlinked: the root must outlive every handle.
+            nlink: 1,
             open: 0,
             mtime: now,
             atime: now,
@@ -346,6 +347,24 @@ impl State {
         }
     }
 
+    /// Drops one open handle of `ino`, freeing the node (and, for a
+    /// directory, what it still holds) when nothing refers to it any more.
+    fn release(&mut self, ino: u64) {
+        let n = self.node_mut(ino);
+        n.open -= 1;
+        if n.open == 0
+            && n.nlink == 0
+            && let Some(Node {
+                content: Content::Dir { entries, .. },
+                ..
+            }) = self.nodes.remove(&ino)
+        {
+            for child in entries.into_values() {
+                self.drop_link(child);
+            }
+        }
+    }
+
     /// Is `ancestor` the directory `ino` or one above it?
     fn is_ancestor_or_self(&self, ancestor: u64, mut ino: u64) -> bool {
         loop {
@@ -459,6 +478,21 @@ impl Fs for MemFs {
                 ino,
             })
             .collect())
+    }
+
+    fn open_dir(&self, path: &Path) -> Result<Box<dyn crate::Dir>> {
+        const OP: &str = "opendir";
+        let mut st = self.state.lock();
+        let ino = st.lookup(OP, path)?;
+        if st.node(ino).entries().is_none() {
+            return Err(Error::new(OP, path, ErrorKind::NotADirectory));
+        }
+        st.node_mut(ino).open += 1;
+        Ok(Box::new(MemDir {
+            fs: self.clone(),
+            ino,
+            path: path.to_path_buf(),
+        }))
     }
 
     fn open_file(&self, path: &Path) -> Result<Box<dyn File>> {
@@ -883,15 +917,121 @@ impl File for MemFile {
         st.node_mut(self.ino).xattrs.insert(name.to_os_string(), value.to_vec());
         Ok(())
     }
+
+    fn xattrs(&self) -> Result<Vec<(OsString, Vec<u8>)>> {
+        let st = self.fs.state.lock();
+        Ok(st
+            .node(self.ino)
+            .xattrs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
 }
 
 impl Drop for MemFile {
     fn drop(&mut self) {
+        self.fs.state.lock().release(self.ino);
+    }
+}
+
+/// An open directory of a [`MemFs`]; like a file handle, it keeps its
+/// inode alive.
+struct MemDir {
+    fs: MemFs,
+    ino: u64,
+    path: PathBuf,
+}
+
+impl MemDir {
+    fn child(&self, st: &State, op: &'static str, name: &OsStr) -> Result<(u64, PathBuf)> {
+        let path = self.path.join(name);
+        let ino = st.child(op, &path, self.ino, name)?;
+        Ok((ino, path))
+    }
+}
+
+impl crate::Dir for MemDir {
+    fn entries(&mut self) -> Result<Vec<DirEntry>> {
+        let st = self.fs.state.lock();
+        Ok(st
+            .node(self.ino)
+            .entries()
+            .map(|e| {
+                e.iter()
+                    .map(|(name, &ino)| DirEntry {
+                        name: name.clone(),
+                        file_type: st.node(ino).file_type(),
+                        ino,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn metadata(&self, name: &OsStr) -> Result<Metadata> {
+        let st = self.fs.state.lock();
+        let (ino, _) = self.child(&st, "lstat", name)?;
+        Ok(st.metadata(ino))
+    }
+
+    fn open_dir(&self, name: &OsStr) -> Result<Box<dyn crate::Dir>> {
         let mut st = self.fs.state.lock();
-        let n = st.node_mut(self.ino);
-        n.open -= 1;
-        if n.open == 0 && n.nlink == 0 {
-            st.nodes.remove(&self.ino);
+        let (ino, path) = self.child(&st, "opendir", name)?;
+        if st.node(ino).entries().is_none() {
+            return Err(Error::new("opendir", path, ErrorKind::NotADirectory));
         }
+        st.node_mut(ino).open += 1;
+        Ok(Box::new(MemDir {
+            fs: self.fs.clone(),
+            ino,
+            path,
+        }))
+    }
+
+    fn open_file(&self, name: &OsStr) -> Result<(Box<dyn File>, Metadata)> {
+        let (ino, path, md) = {
+            let st = self.fs.state.lock();
+            let (ino, path) = self.child(&st, "open", name)?;
+            require_regular("open", &path, st.node(ino).file_type())?;
+            (ino, path, st.metadata(ino))
+        };
+        Ok((self.fs.handle(ino, &path, true, false), md))
+    }
+
+    fn readlink(&self, name: &OsStr) -> Result<PathBuf> {
+        let st = self.fs.state.lock();
+        let (ino, path) = self.child(&st, "readlink", name)?;
+        match &st.node(ino).content {
+            Content::Symlink(t) => Ok(t.clone()),
+            _ => Err(Error::new("readlink", path, ErrorKind::InvalidInput)),
+        }
+    }
+
+    fn xattrs(&self, name: &OsStr) -> Result<Vec<(OsString, Vec<u8>)>> {
+        let st = self.fs.state.lock();
+        let (ino, _) = self.child(&st, "listxattr", name)?;
+        Ok(st
+            .node(ino)
+            .xattrs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn own_xattrs(&self) -> Result<Vec<(OsString, Vec<u8>)>> {
+        let st = self.fs.state.lock();
+        Ok(st
+            .node(self.ino)
+            .xattrs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
+
+impl Drop for MemDir {
+    fn drop(&mut self) {
+        self.fs.state.lock().release(self.ino);
     }
 }

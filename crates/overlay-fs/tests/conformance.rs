@@ -103,6 +103,7 @@ conformance!(
     create_refuses_non_regular_targets,
     create_new_is_exclusive,
     open_files_take_metadata,
+    directory_handles_walk_a_tree,
 );
 
 fn files_are_created_read_and_truncated(b: &Backend) {
@@ -645,4 +646,62 @@ fn open_files_take_metadata(b: &Backend) {
         assert_eq!((md.uid, md.gid), (7, 8));
     }
     assert_eq!(fs.get_xattr(p("f"), x("user.k")).unwrap().as_deref(), Some(&b"v"[..]));
+}
+
+fn directory_handles_walk_a_tree(b: &Backend) {
+    let fs = &*b.fs;
+    fs.mkdir_all(p("top/sub"), 0o755).unwrap();
+    fs.write(p("top/file"), 0o644, b"data").unwrap();
+    fs.set_xattr(p("top/file"), x("user.f"), b"1").unwrap();
+    fs.set_xattr(p("top"), x("user.d"), b"2").unwrap();
+    fs.symlink(p("sub"), p("top/link")).unwrap();
+    fs.mknod(p("top/pipe"), NodeKind::Fifo, 0o600).unwrap();
+    let root = fs.open_dir(p("")).unwrap();
+    let mut top = root.open_dir(x("top")).unwrap();
+    let mut names: Vec<_> = top
+        .entries()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name.into_string().unwrap(), e.file_type))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ("file".to_string(), FileType::Regular),
+            ("link".into(), FileType::Symlink),
+            ("pipe".into(), FileType::Fifo),
+            ("sub".into(), FileType::Directory)
+        ]
+    );
+    assert_eq!(top.metadata(x("file")).unwrap().size, 4);
+    let (mut f, md) = top.open_file(x("file")).unwrap();
+    assert_eq!((md.size, md.file_type), (4, FileType::Regular));
+    let mut s = String::new();
+    f.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "data");
+    assert_eq!(f.xattrs().unwrap(), vec![(x("user.f").to_os_string(), b"1".to_vec())]);
+    assert_eq!(
+        top.xattrs(x("file")).unwrap(),
+        vec![(x("user.f").to_os_string(), b"1".to_vec())]
+    );
+    assert_eq!(
+        top.own_xattrs().unwrap(),
+        vec![(x("user.d").to_os_string(), b"2".to_vec())]
+    );
+    assert_eq!(top.readlink(x("link")).unwrap(), p("sub"));
+    assert_eq!(top.metadata(x("link")).unwrap().file_type, FileType::Symlink);
+    assert_eq!(
+        kind(top.open_dir(x("link"))),
+        ErrorKind::NotADirectory,
+        "a symlink is not descended"
+    );
+    assert_eq!(kind(top.open_file(x("pipe"))), ErrorKind::NotARegularFile);
+    assert_eq!(kind(top.open_file(x("sub"))), ErrorKind::IsADirectory);
+    assert_eq!(kind(top.metadata(x("none"))), ErrorKind::NotFound);
+    // The handle follows the directory, not its old name.
+    fs.rename(p("top"), p("moved")).unwrap();
+    assert_eq!(top.metadata(x("file")).unwrap().size, 4);
+    assert_eq!(kind(fs.open_dir(p("moved/link"))), ErrorKind::NotADirectory);
+    assert_eq!(kind(fs.open_dir(p("moved/file"))), ErrorKind::NotADirectory);
 }
