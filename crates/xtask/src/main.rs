@@ -7,11 +7,12 @@
 //! | `test` | `cargo nextest run --workspace --no-fail-fast` and the doctests |
 //! | `bench [--quick]` | the criterion benchmarks of `crates/benches` |
 //! | `package` | `cargo package --workspace --allow-dirty`, excluding xtask and benches |
+//! | `fuzz [--seconds N]` | `cargo fuzz run import` in `crates/overlay-archive` for N seconds (default 60), installing cargo-fuzz first if missing |
 //!
 //! Every task runs `cargo` (the one that started `xtask`, from `$CARGO`) in
-//! the workspace root, prints each step's name and elapsed time, and stops
-//! at the first failing step, naming it. Exit codes: 0 success, 1 a step
-//! failed, 2 bad command line.
+//! the workspace root (`fuzz`: in the fuzzed crate), prints each step's name
+//! and elapsed time, and stops at the first failing step, naming it. Exit
+//! codes: 0 success, 1 a step failed, 2 bad command line.
 //!
 //! std only, so that `cargo xtask` costs one small compile on a fresh clone.
 
@@ -32,12 +33,22 @@ Tasks:
   test             cargo nextest run --workspace --no-fail-fast (or cargo test), then doctests
   bench [--quick]  cargo bench -p benches [-- --quick]
   package          cargo package --workspace (all but xtask and benches), verified
+  fuzz [--seconds N]
+                   cargo fuzz run import (crates/overlay-archive) for N seconds (default 60),
+                   on the stable toolchain with RUSTC_BOOTSTRAP=1; installs cargo-fuzz if missing
   help             this text
 ";
 
 /// The crates `cargo xtask package` never packages, whatever their manifest
 /// says: development tooling that is not part of the product.
 const NEVER_PACKAGED: [&str; 2] = ["xtask", "benches"];
+
+/// The crate whose cargo-fuzz project (`fuzz/`) `cargo xtask fuzz` runs,
+/// relative to the workspace root.
+const FUZZ_CRATE: &str = "crates/overlay-archive";
+
+/// How long `cargo xtask fuzz` fuzzes without `--seconds`.
+const FUZZ_DEFAULT_SECONDS: u64 = 60;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -58,6 +69,7 @@ fn main() -> ExitCode {
         Task::Test => run_steps(&root, &test_steps(&root)),
         Task::Bench { quick } => bench(&root, quick),
         Task::Package => package(&root),
+        Task::Fuzz { seconds } => fuzz(&root, seconds),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -84,6 +96,11 @@ enum Task {
     },
     /// `cargo xtask package`.
     Package,
+    /// `cargo xtask fuzz [--seconds N]`.
+    Fuzz {
+        /// libFuzzer's `-max_total_time`.
+        seconds: u64,
+    },
 }
 
 /// Parses the arguments after `xtask`; the error is the message to print
@@ -106,6 +123,24 @@ fn parse_args(args: &[String]) -> Result<Task, String> {
                 }
             }
             return Ok(Task::Bench { quick });
+        }
+        "fuzz" => {
+            let mut seconds = FUZZ_DEFAULT_SECONDS;
+            let mut rest = rest.iter();
+            while let Some(arg) = rest.next() {
+                let value = match arg.as_str() {
+                    "--seconds" => rest.next().ok_or("`--seconds` needs a value")?.as_str(),
+                    other => match other.strip_prefix("--seconds=") {
+                        Some(value) => value,
+                        None => return Err(format!("unknown option `{other}` for `fuzz`")),
+                    },
+                };
+                seconds = match value.parse() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(format!("`--seconds` wants a whole number above 0, not `{value}`")),
+                };
+            }
+            return Ok(Task::Fuzz { seconds });
         }
         other => return Err(format!("unknown task `{other}`")),
     };
@@ -133,18 +168,22 @@ struct Step {
     /// Short name printed in the progress lines and in a failure.
     name: &'static str,
     /// Arguments to cargo.
-    args: Vec<&'static str>,
+    args: Vec<String>,
     /// Extra environment variables.
     env: Vec<(&'static str, &'static str)>,
+    /// Where to run, relative to the workspace root (the root itself when
+    /// `None`).
+    dir: Option<&'static str>,
 }
 
 impl Step {
     /// A `cargo` step with `args` and no extra environment.
-    fn cargo(name: &'static str, args: &[&'static str]) -> Self {
+    fn cargo(name: &'static str, args: &[&str]) -> Self {
         Self {
             name,
-            args: args.to_vec(),
+            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
             env: Vec::new(),
+            dir: None,
         }
     }
 
@@ -154,16 +193,27 @@ impl Step {
         self
     }
 
-    /// The command line as a user would type it.
-    fn display(&self) -> String {
-        let env: String = self.env.iter().map(|(k, v)| format!("{k}=\"{v}\" ")).collect();
-        format!("{env}cargo {}", self.args.join(" "))
+    /// Runs the step in `dir`, relative to the workspace root.
+    fn in_dir(mut self, dir: &'static str) -> Self {
+        self.dir = Some(dir);
+        self
     }
 
-    /// The command to spawn in `root`.
+    /// The command line as a user would type it (from the workspace root).
+    fn display(&self) -> String {
+        let cd = self.dir.map(|dir| format!("cd {dir} && ")).unwrap_or_default();
+        let env: String = self.env.iter().map(|(k, v)| format!("{k}=\"{v}\" ")).collect();
+        format!("{cd}{env}cargo {}", self.args.join(" "))
+    }
+
+    /// The command to spawn in `root` (or in its `dir`).
     fn command(&self, root: &Path) -> Command {
         let mut command = Command::new(cargo());
-        command.args(&self.args).current_dir(root);
+        let dir = match self.dir {
+            Some(dir) => root.join(dir),
+            None => root.to_path_buf(),
+        };
+        command.args(&self.args).current_dir(dir);
         for (key, value) in &self.env {
             command.env(key, value);
         }
@@ -262,8 +312,13 @@ fn print_summary(done: &[(&str, Duration)], failed: Option<&str>, total: Duratio
 
 /// Is `cargo nextest` installed?
 fn has_nextest(root: &Path) -> bool {
+    has_subcommand(root, "nextest")
+}
+
+/// Does `cargo SUBCOMMAND --version` succeed?
+fn has_subcommand(root: &Path, subcommand: &str) -> bool {
     Command::new(cargo())
-        .args(["nextest", "--version"])
+        .args([subcommand, "--version"])
         .current_dir(root)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -329,6 +384,55 @@ fn package(root: &Path) -> Result<(), Failure> {
     run_steps(root, &[Step::cargo("package", &args)])
 }
 
+/// The steps of `cargo xtask fuzz`: installing cargo-fuzz when `cargo fuzz`
+/// is missing, then its `import` target for `seconds`.
+///
+/// cargo-fuzz passes nightly-only `-Z` flags (`-Zsanitizer=address`) to
+/// rustc; the workspace's toolchain is stable, so the run sets
+/// `RUSTC_BOOTSTRAP=1`, which makes stable rustc accept them. New inputs go
+/// to `fuzz/corpus/import` (ignored by git), the committed seeds are read
+/// from `fuzz/seeds/import`, crashes land in `fuzz/artifacts/import`.
+fn fuzz_steps(installed: bool, seconds: u64) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if !installed {
+        steps.push(Step::cargo("install", &["install", "cargo-fuzz", "--locked"]));
+    }
+    let max_time = format!("-max_total_time={seconds}");
+    steps.push(
+        Step::cargo(
+            "fuzz",
+            &[
+                "fuzz",
+                "run",
+                "import",
+                "fuzz/corpus/import",
+                "fuzz/seeds/import",
+                "--",
+                &max_time,
+            ],
+        )
+        .with_env("RUSTC_BOOTSTRAP", "1")
+        .in_dir(FUZZ_CRATE),
+    );
+    steps
+}
+
+/// `cargo xtask fuzz [--seconds N]`: fuzzes the tar import for a bounded
+/// time. Not part of `ci`: its outcome depends on the time it is given.
+fn fuzz(root: &Path, seconds: u64) -> Result<(), Failure> {
+    let installed = has_subcommand(root, "fuzz");
+    if !installed {
+        println!("note: `cargo fuzz` is not installed: installing it first (cargo install cargo-fuzz --locked)");
+    }
+    // libFuzzer writes new inputs to the first corpus directory and stops
+    // if it does not exist.
+    let corpus = root.join(FUZZ_CRATE).join("fuzz/corpus/import");
+    if let Err(error) = std::fs::create_dir_all(&corpus) {
+        println!("note: could not create {}: {error}", corpus.display());
+    }
+    run_steps(root, &fuzz_steps(installed, seconds))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,6 +452,15 @@ mod tests {
             parse_args(&args(&["bench", "--quick"])),
             Ok(Task::Bench { quick: true })
         );
+        assert_eq!(parse_args(&args(&["fuzz"])), Ok(Task::Fuzz { seconds: 60 }));
+        assert_eq!(
+            parse_args(&args(&["fuzz", "--seconds", "5"])),
+            Ok(Task::Fuzz { seconds: 5 })
+        );
+        assert_eq!(
+            parse_args(&args(&["fuzz", "--seconds=300"])),
+            Ok(Task::Fuzz { seconds: 300 })
+        );
     }
 
     #[test]
@@ -356,6 +469,26 @@ mod tests {
         assert!(parse_args(&args(&["deploy"])).is_err());
         assert!(parse_args(&args(&["ci", "--fast"])).is_err());
         assert!(parse_args(&args(&["bench", "--slow"])).is_err());
+        assert!(parse_args(&args(&["fuzz", "--seconds"])).is_err());
+        assert!(parse_args(&args(&["fuzz", "--seconds", "0"])).is_err());
+        assert!(parse_args(&args(&["fuzz", "--seconds", "-3"])).is_err());
+        assert!(parse_args(&args(&["fuzz", "--seconds=ten"])).is_err());
+        assert!(parse_args(&args(&["fuzz", "--minutes", "1"])).is_err());
+    }
+
+    #[test]
+    fn fuzz_runs_the_import_target_on_stable() {
+        let steps = fuzz_steps(true, 42);
+        assert_eq!(steps.len(), 1);
+        assert_eq!(
+            steps[0].display(),
+            "cd crates/overlay-archive && RUSTC_BOOTSTRAP=\"1\" cargo fuzz run import \
+             fuzz/corpus/import fuzz/seeds/import -- -max_total_time=42"
+        );
+        let steps = fuzz_steps(false, 60);
+        assert_eq!(steps[0].display(), "cargo install cargo-fuzz --locked");
+        assert!(workspace_root().join(FUZZ_CRATE).join("fuzz/Cargo.toml").is_file());
+        assert!(workspace_root().join(FUZZ_CRATE).join("fuzz/seeds/import").is_dir());
     }
 
     #[test]
