@@ -79,3 +79,16 @@ pub enum ArchiveError {
 
 /// Result of this crate's operations.
 pub type Result<T, E = ArchiveError> = std::result::Result<T, E>;
+
+/// The longest part of a name quoted in an error; a hostile tar can carry
+/// names of megabytes.
+const EXCERPT: usize = 256;
+
+/// A name for an error message: lossily decoded, cut after [`EXCERPT`]
+/// bytes with the full length noted.
+pub(crate) fn excerpt(name: &[u8]) -> String {
+    if name.len() <= EXCERPT {
+        return String::from_utf8_lossy(name).into_owned();
+    }
+    format!("{}… ({} bytes)", String::from_utf8_lossy(&name[..EXCERPT]), name.len())
+}

@@ -43,7 +43,10 @@ pub struct ExportOptions {
     pub whiteouts: ExportWhiteouts,
     /// Host ids to container ids for the headers.
     pub id_maps: IdMaps,
-    /// Exclude patterns (Docker's `ExcludePatterns`).
+    /// Paths to export, each with everything below it, in this order
+    /// (Docker's `IncludeFiles`); empty means the whole tree.
+    pub include: Vec<PathBuf>,
+    /// Exclude patterns (Docker's `ExcludePatterns`), applied to every entry.
     pub exclude: Vec<String>,
 }
 
@@ -56,8 +59,9 @@ pub struct ExportStats {
     pub bytes: u64,
 }
 
-/// Exports the whole tree of `fs` (its root excluded) as a tar into `out`,
-/// in a deterministic order: each directory's entries sorted by name, a
+/// Exports the tree of `fs` (its root excluded; or the
+/// [`include`](ExportOptions::include)d paths) as a tar into `out`, in a
+/// deterministic order: each directory's entries sorted by name, a
 /// directory before its contents.
 ///
 /// # Errors
@@ -65,7 +69,12 @@ pub struct ExportStats {
 /// The tree cannot be read, or `out` cannot be written.
 pub fn export<W: Write>(fs: &dyn Fs, opts: &ExportOptions, out: W) -> Result<(W, ExportStats)> {
     let mut e = Exporter::new(fs, opts, out)?;
-    e.append_tree(Path::new(""))?;
+    if opts.include.is_empty() {
+        e.append_tree(Path::new(""))?;
+    }
+    for path in &opts.include {
+        e.append_tree(path)?;
+    }
     e.finish()
 }
 

@@ -7,12 +7,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use overlay_fs::{ErrorKind, Fs, NodeKind, Timestamp, makedev};
-use tar::EntryType;
 
+use crate::error::excerpt;
 use crate::error::{ArchiveError, Result};
 use crate::filter::Patterns;
 use crate::idmap::IdMaps;
-use crate::pax::{self, Pax};
+use crate::reader::{Header, TarReader};
 use crate::whiteout::{Marker, XattrNamespace, classify, is_private_xattr};
 
 /// What whiteout entries do.
@@ -52,6 +52,21 @@ pub struct ImportStats {
     pub bytes: u64,
 }
 
+/// Bytes of file data moved per read and write.
+const CHUNK: usize = 1 << 20;
+
+/// Is `path` inside AUFS bookkeeping (`.wh..wh.plnk/...`)? Docker skips
+/// it. (Such a name itself is classified as a [`Marker::Meta`].)
+fn is_aufs_meta(path: &Path) -> bool {
+    path.parent().is_some_and(|p| {
+        p.components().any(|c| {
+            c.as_os_str()
+                .as_bytes()
+                .starts_with(crate::whiteout::WHITEOUT_META_PREFIX.as_bytes())
+        })
+    })
+}
+
 /// The longest entry name applied (`PATH_MAX` less the NUL).
 const PATH_MAX: usize = 4095;
 
@@ -76,75 +91,31 @@ const PATH_MAX: usize = 4095;
 /// entry fails ([`ArchiveError::Apply`]); an id has no mapping.
 pub fn import(fs: &dyn Fs, reader: impl Read, opts: &ImportOptions) -> Result<ImportStats> {
     let exclude = Patterns::new(&opts.exclude)?;
-    let mut archive = tar::Archive::new(reader);
+    let mut tar = TarReader::new(reader);
     let mut stats = ImportStats::default();
     let mut dirs: Vec<(PathBuf, Timestamp)> = Vec::new();
     let mut unpacked: HashSet<PathBuf> = HashSet::new();
+    let mut buf = Vec::new();
     let plain = opts.whiteouts == ImportWhiteouts::Plain;
-    let entries = archive.entries().map_err(ArchiveError::Read)?.raw(true);
-    // Extension headers describe the entry that follows them.
-    let (mut pax, mut long_name, mut long_link) = (Pax::default(), None, None);
-    for entry in entries {
-        let mut entry = entry.map_err(ArchiveError::Read)?;
-        let kind = entry.header().entry_type();
-        match kind {
-            EntryType::XHeader => {
-                let data = read_extension(&mut entry)?;
-                pax::parse(&data, &mut pax).map_err(|reason| ArchiveError::Hostile {
-                    name: "PAX header".into(),
-                    reason,
-                })?;
-                continue;
-            }
-            EntryType::XGlobalHeader => {
-                read_extension(&mut entry)?;
-                continue;
-            }
-            EntryType::GNULongName => {
-                long_name = Some(pax::long_name(&read_extension(&mut entry)?));
-                continue;
-            }
-            EntryType::GNULongLink => {
-                long_link = Some(pax::long_name(&read_extension(&mut entry)?));
-                continue;
-            }
-            _ => {}
-        }
-        let ext = std::mem::take(&mut pax);
-        let raw = ext
-            .path
-            .clone()
-            .or(long_name.take())
-            .unwrap_or_else(|| entry.path_bytes().into_owned());
-        let link = ext
-            .linkpath
-            .clone()
-            .or(long_link.take())
-            .or_else(|| entry.link_name_bytes().map(|l| l.into_owned()));
-        let name_str = String::from_utf8_lossy(&raw).into_owned();
+    while let Some(h) = tar.next()? {
+        let name_str = excerpt(&h.name);
         let hostile = |reason: &str| ArchiveError::Hostile {
             name: name_str.clone(),
             reason: reason.into(),
         };
         stats.entries += 1;
-        // In raw mode the tar crate reads as many bytes as the header says;
-        // a PAX size that says otherwise would desynchronise readers.
-        if let Some(size) = ext.size
-            && size != entry.size()
-        {
-            return Err(hostile(&format!(
-                "PAX size {size} disagrees with the header's size {}",
-                entry.size()
-            )));
-        }
-        stats.bytes += entry.size();
-        let Some(path) = sanitize(&raw).map_err(hostile)? else {
+        stats.bytes += h.size;
+        let Some(path) = sanitize(&h.name).map_err(hostile)? else {
             continue;
         };
-        if exclude.excludes(&path) {
+        if exclude.excludes(&path) || is_aufs_meta(&path) {
             continue;
         }
-        let meta = Meta::read(entry.header(), &ext, &opts.id_maps)?;
+        let kind = h.kind;
+        let meta = Meta::read(&h, &opts.id_maps).map_err(|e| match e {
+            ArchiveError::Unmapped { what, id } => hostile(&format!("{what} {id} has no mapping")),
+            other => other,
+        })?;
         let ctx = Ctx { fs, name: &name_str };
         let parent = path.parent().unwrap_or(Path::new("")).to_path_buf();
         let base = path.file_name().unwrap_or(OsStr::new(""));
@@ -181,7 +152,7 @@ pub fn import(fs: &dyn Fs, reader: impl Read, opts: &ImportOptions) -> Result<Im
             None => {}
         }
         match kind {
-            EntryType::Directory => {
+            b'5' => {
                 match fs.mkdir(&path, meta.mode) {
                     Ok(()) => {}
                     Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -204,23 +175,21 @@ pub fn import(fs: &dyn Fs, reader: impl Read, opts: &ImportOptions) -> Result<Im
                 }
                 dirs.push((path.clone(), meta.mtime));
             }
-            EntryType::Regular | EntryType::Continuous => {
-                let file = ctx.replace(&path, &parent, || fs.create_new(&path, meta.mode))?;
-                let mut writer = FileWriter { file, errno: None };
-                let copied = std::io::copy(&mut entry, &mut writer);
-                match (copied, writer.errno) {
-                    (_, Some(errno)) => return Err(ctx.err(overlay_fs::Error::from_errno("write", &path, errno))),
-                    (Err(e), None) => return Err(ArchiveError::Read(e)),
-                    // The entry's reader stops quietly where the stream ends.
-                    (Ok(n), None) if n != entry.size() => {
-                        return Err(ArchiveError::Read(std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            format!("the tar stream ends inside the data of {name_str:?}"),
-                        )));
-                    }
-                    _ => {}
+            b'0' => {
+                let mut file = ctx.replace(&path, &parent, || fs.create_new(&path, meta.mode))?;
+                // One read and one write per chunk: most files take one.
+                buf.resize(CHUNK.min(usize::try_from(h.size).unwrap_or(CHUNK)).max(1), 0);
+                while tar.left() > 0 {
+                    let n = tar.data(&mut buf)?;
+                    let wrote = std::io::Write::write_all(&mut file, &buf[..n]);
+                    wrote.map_err(|e| {
+                        ctx.err(overlay_fs::Error::from_errno(
+                            "write",
+                            &path,
+                            e.raw_os_error().unwrap_or(EIO),
+                        ))
+                    })?;
                 }
-                let file = writer.file;
                 // Always chown: even for 0:0, a setgid parent gave the file
                 // its own group. chown clears setuid/setgid: put them back.
                 ctx.apply(file.set_owner(meta.uid, meta.gid))?;
@@ -232,8 +201,8 @@ pub fn import(fs: &dyn Fs, reader: impl Read, opts: &ImportOptions) -> Result<Im
                 }
                 ctx.apply(file.set_times(Some(meta.mtime), Some(meta.mtime)))?;
             }
-            EntryType::Symlink => {
-                let target = link.clone().unwrap_or_default();
+            b'2' => {
+                let target = h.link.clone();
                 if target.is_empty() {
                     return Err(hostile("symlink with an empty target"));
                 }
@@ -245,8 +214,8 @@ pub fn import(fs: &dyn Fs, reader: impl Read, opts: &ImportOptions) -> Result<Im
                 }
                 ctx.apply(fs.set_times(&path, Some(meta.mtime), Some(meta.mtime)))?;
             }
-            EntryType::Link => {
-                let target = link.clone().unwrap_or_default();
+            b'1' => {
+                let target = h.link.clone();
                 let Some(target) = sanitize(&target).map_err(|r| hostile(&format!("hard link target: {r}")))? else {
                     return Err(hostile("hard link to the root"));
                 };
@@ -260,16 +229,10 @@ pub fn import(fs: &dyn Fs, reader: impl Read, opts: &ImportOptions) -> Result<Im
                     other => other?,
                 }
             }
-            EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                let h = entry.header();
-                let number = |v: std::io::Result<Option<u32>>| v.map(|v| v.unwrap_or(0)).map_err(ArchiveError::Read);
+            b'3' | b'4' | b'6' => {
                 let node = match kind {
-                    EntryType::Char => {
-                        NodeKind::CharDevice(makedev(number(h.device_major())?, number(h.device_minor())?))
-                    }
-                    EntryType::Block => {
-                        NodeKind::BlockDevice(makedev(number(h.device_major())?, number(h.device_minor())?))
-                    }
+                    b'3' => NodeKind::CharDevice(makedev(h.devmajor, h.devminor)),
+                    b'4' => NodeKind::BlockDevice(makedev(h.devmajor, h.devminor)),
                     _ => NodeKind::Fifo,
                 };
                 ctx.replace(&path, &parent, || fs.mknod(&path, node, meta.mode & 0o777))?;
@@ -283,7 +246,7 @@ pub fn import(fs: &dyn Fs, reader: impl Read, opts: &ImportOptions) -> Result<Im
             other => {
                 return Err(ArchiveError::Unsupported {
                     name: name_str,
-                    kind: other.as_byte() as char,
+                    kind: other as char,
                 });
             }
         }
@@ -335,27 +298,13 @@ struct Meta {
 }
 
 impl Meta {
-    fn read(h: &tar::Header, pax: &Pax, ids: &IdMaps) -> Result<Self> {
-        let old = h.as_old();
-        let id = |pax: Option<u64>, v: std::io::Result<u64>, raw: &[u8]| -> Result<u32> {
-            let v = match pax {
-                Some(v) => v,
-                None => numeric(v, raw).map_err(ArchiveError::Read)?,
-            };
-            u32::try_from(v).map_err(|_| ArchiveError::Unmapped {
-                what: "tar id (over 32 bits)",
-                id: v,
-            })
+    fn read(h: &Header, ids: &IdMaps) -> Result<Self> {
+        let id = |v: u64, what: &'static str| -> Result<u32> {
+            u32::try_from(v).map_err(|_| ArchiveError::Unmapped { what, id: v })
         };
-        let (uid, gid) = (id(pax.uid, h.uid(), &old.uid)?, id(pax.gid, h.gid(), &old.gid)?);
-        let (uid, gid) = ids.to_host(uid, gid)?;
-        let mode = numeric(h.mode().map(u64::from), &old.mode).map_err(ArchiveError::Read)? as u32 & 0o7777;
-        let mtime = match pax.mtime {
-            Some(t) => t,
-            None => numeric(h.mtime(), &old.mtime).map_err(ArchiveError::Read)?,
-        };
-        let mtime = Timestamp::from_secs(mtime.min(i64::MAX as u64) as i64);
-        let xattrs = pax
+        let (uid, gid) = ids.to_host(id(h.uid, "tar uid over 32 bits:")?, id(h.gid, "tar gid over 32 bits:")?)?;
+        let mtime = Timestamp::from_secs(h.mtime.min(i64::MAX as u64) as i64);
+        let xattrs = h
             .xattrs
             .iter()
             .filter(|(name, _)| !is_private_xattr(name))
@@ -364,44 +313,10 @@ impl Meta {
         Ok(Self {
             uid,
             gid,
-            mode,
+            mode: h.mode,
             mtime,
             xattrs,
         })
-    }
-}
-
-/// Reads the data of an extension header, refusing absurd sizes.
-fn read_extension<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<u8>> {
-    if entry.size() > pax::MAX_EXTENSION {
-        return Err(ArchiveError::Hostile {
-            name: String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
-            reason: format!(
-                "extension header of {} bytes (limit {})",
-                entry.size(),
-                pax::MAX_EXTENSION
-            ),
-        });
-    }
-    let mut data = Vec::with_capacity(entry.size() as usize);
-    entry.read_to_end(&mut data).map_err(ArchiveError::Read)?;
-    // The entry's reader stops quietly at the end of the stream: a cut
-    // header is a read error, not a malformed record.
-    if (data.len() as u64) < entry.size() {
-        return Err(ArchiveError::Read(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "the tar stream ends inside an extension header",
-        )));
-    }
-    Ok(data)
-}
-
-/// A numeric header field; one left empty (all NUL or spaces, as some
-/// writers leave uid, gid or mtime) reads as 0, like Go's and GNU's readers.
-fn numeric(parsed: std::io::Result<u64>, raw: &[u8]) -> std::io::Result<u64> {
-    match parsed {
-        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
-        other => other,
     }
 }
 
@@ -444,24 +359,6 @@ impl Ctx<'_> {
             }
             Err(e) => Err(self.err(e)),
         }
-    }
-}
-
-/// Writes into a tree's file, remembering the errno of a failed write so
-/// it is told apart from a failed read of the stream in `io::copy`.
-struct FileWriter {
-    file: Box<dyn overlay_fs::File>,
-    errno: Option<i32>,
-}
-
-impl std::io::Write for FileWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file
-            .write(buf)
-            .inspect_err(|e| self.errno = Some(e.raw_os_error().unwrap_or(EIO)))
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
     }
 }
 

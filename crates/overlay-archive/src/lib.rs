@@ -44,6 +44,7 @@ pub mod filter;
 pub mod idmap;
 mod import;
 mod pax;
+mod reader;
 pub mod whiteout;
 
 pub use error::{ArchiveError, Result};
@@ -51,3 +52,8 @@ pub use export::{ExportOptions, ExportStats, ExportWhiteouts, Exporter, export};
 pub use idmap::{IdMaps, IdRange};
 pub use import::{ImportOptions, ImportStats, ImportWhiteouts, import};
 pub use whiteout::XattrNamespace;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -353,6 +353,15 @@ fn exclude_patterns_follow_docker(b: &Backend) {
         ..Default::default()
     };
     assert_eq!(names(&exp(fs, &opts)), ["data", "keep.log"]);
+    let only = ExportOptions {
+        include: vec!["logs".into(), "data".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        names(&exp(fs, &only)),
+        ["logs", "logs/x", "data"],
+        "includes in the order given"
+    );
     let bad = ExportOptions {
         exclude: vec!["[".into()],
         ..Default::default()

@@ -1078,12 +1078,24 @@ fn cases() -> Vec<Case> {
             },
         ),
         Case::new(
-            "PAX size with a zero ustar size (Go's form for files over 8 GiB)",
-            Refused("PAX size 5 disagrees with the header's size 0"),
+            "PAX size with a zero ustar size (Go's form for files over 8 GiB) is the size",
+            Contained,
             |_| {
                 Tar::new()
                     .pax(&[(b"size", b"5")])
                     .entry(&Header::new(b'0', "big", 0), b"12345")
+                    .file("after", b"x")
+                    .end()
+            },
+        )
+        .inside(&["big", "after"]),
+        Case::new(
+            "a directory entry carrying data",
+            Refused("with 3 bytes of data"),
+            |_| {
+                Tar::new()
+                    .entry(&Header::new(b'5', "d", 3), b"abc")
+                    .file("after", b"x")
                     .end()
             },
         ),
