@@ -43,6 +43,12 @@ pub enum ErrorKind {
     Unsupported,
     /// Too many hard links (`EMLINK`).
     TooManyLinks,
+    /// The tree is read-only (`EROFS`), e.g. a committed layer's mount.
+    ReadOnly,
+    /// Moving across filesystems or, in an overlay, renaming a directory
+    /// that lives in a lower layer without `redirect_dir` (`EXDEV` from
+    /// `rename`).
+    CrossDevice,
     /// The kernel refused to resolve a path that would leave the root
     /// (`EXDEV` from `openat2`, or a magic link): a safety violation.
     EscapeAttempt,
@@ -66,6 +72,7 @@ impl ErrorKind {
             libc_errno::EPERM | libc_errno::EACCES => Self::PermissionDenied,
             libc_errno::EOPNOTSUPP => Self::Unsupported,
             libc_errno::EMLINK => Self::TooManyLinks,
+            libc_errno::EROFS => Self::ReadOnly,
             libc_errno::EXDEV => Self::EscapeAttempt,
             other => Self::Other(other),
         }
@@ -87,6 +94,8 @@ impl ErrorKind {
             Self::PermissionDenied => libc_errno::EPERM,
             Self::Unsupported => libc_errno::EOPNOTSUPP,
             Self::TooManyLinks => libc_errno::EMLINK,
+            Self::ReadOnly => libc_errno::EROFS,
+            Self::CrossDevice => libc_errno::EXDEV,
             Self::EscapeAttempt => libc_errno::EXDEV,
             Self::Other(e) => e,
         }
@@ -108,6 +117,8 @@ impl ErrorKind {
             Self::PermissionDenied => "permission denied".into(),
             Self::Unsupported => "operation not supported".into(),
             Self::TooManyLinks => "too many links".into(),
+            Self::ReadOnly => "read-only file system".into(),
+            Self::CrossDevice => "cross-device rename".into(),
             Self::EscapeAttempt => "path resolution would escape the root".into(),
             Self::Other(e) => io::Error::from_raw_os_error(e).to_string(),
         }
@@ -193,4 +204,5 @@ pub(crate) mod libc_errno {
     pub const EOPNOTSUPP: i32 = Errno::OPNOTSUPP.raw_os_error();
     pub const EMLINK: i32 = Errno::MLINK.raw_os_error();
     pub const EXDEV: i32 = Errno::XDEV.raw_os_error();
+    pub const EROFS: i32 = Errno::ROFS.raw_os_error();
 }

@@ -616,7 +616,12 @@ impl Fs for HostFs {
         const OP: &str = "rename";
         let (fdir, fname) = self.parent(OP, from)?;
         let (tdir, tname) = self.parent(OP, to)?;
-        rfs::renameat(fdir.fd(), fname, tdir.fd(), tname).map_err(|e| errno_err(OP, from, e))
+        rfs::renameat(fdir.fd(), fname, tdir.fd(), tname).map_err(|e| match e {
+            // From rename itself EXDEV means "another filesystem" (or an
+            // overlay's lower directory), not a resolution escape.
+            Errno::XDEV => Error::new(OP, from, ErrorKind::CrossDevice),
+            e => errno_err(OP, from, e),
+        })
     }
 }
 
