@@ -353,6 +353,32 @@ impl Fs for HostFs {
         Ok(Box::new(crate::hostdir::HostDir::new(fd, path.to_path_buf())))
     }
 
+    fn subtree(&self, path: &Path) -> Result<std::sync::Arc<dyn Fs>> {
+        const OP: &str = "subtree";
+        let s = split(OP, path)?;
+        let root = match s.name {
+            None => rfs::openat(
+                &self.root,
+                ".",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            ),
+            Some(name) => rfs::openat(
+                self.resolve_dir(OP, path, &s.parent)?.fd(),
+                name,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ),
+        }
+        .map_err(|e| errno_err(OP, path, e))?;
+        let root_path = self.root_path.join(path.strip_prefix("/").unwrap_or(path));
+        Ok(std::sync::Arc::new(HostFs {
+            root,
+            root_path,
+            umask: self.umask,
+        }))
+    }
+
     fn open_file(&self, path: &Path) -> Result<Box<dyn File>> {
         self.open_regular("open", path, OFlags::RDONLY)
     }

@@ -155,6 +155,12 @@ pub trait Fs: Send + Sync + std::fmt::Debug {
     /// handle for walking below it.
     fn open_dir(&self, path: &Path) -> Result<Box<dyn Dir>>;
 
+    /// The tree rooted at the directory `path` (not through a final
+    /// symlink), sharing the same files: paths in it resolve inside that
+    /// directory exactly as they resolve inside this tree's root. A layer's
+    /// `diff` dir in a home is such a tree.
+    fn subtree(&self, path: &Path) -> Result<std::sync::Arc<dyn Fs>>;
+
     /// Opens an existing regular file for reading. Other types fail without
     /// being opened (a device node is never opened).
     fn open_file(&self, path: &Path) -> Result<Box<dyn File>>;

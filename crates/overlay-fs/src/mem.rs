@@ -37,6 +37,23 @@ const ROOT: u64 = 1;
 #[derive(Clone)]
 pub struct MemFs {
     state: Arc<Mutex<State>>,
+    /// The directory this handle's paths start from: the tree's root, or
+    /// a subtree's.
+    root: u64,
+    /// Keeps a subtree's root directory alive while any handle uses it.
+    _pin: Option<Arc<Pin>>,
+}
+
+/// One open reference to a directory used as a subtree root.
+struct Pin {
+    state: Arc<Mutex<State>>,
+    ino: u64,
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        self.state.lock().release(self.ino);
+    }
 }
 
 impl Default for MemFs {
@@ -175,8 +192,8 @@ impl State {
 
     /// Resolves `steps` from the root, following every symlink inside the
     /// root, and requires a directory at the end (as `openat2(O_DIRECTORY)`).
-    fn resolve_dir(&self, op: &'static str, path: &Path, mut steps: VecDeque<Step>) -> Result<u64> {
-        let mut cur = ROOT;
+    fn resolve_dir(&self, root: u64, op: &'static str, path: &Path, mut steps: VecDeque<Step>) -> Result<u64> {
+        let mut cur = root;
         let mut links = 0;
         while let Some(step) = steps.pop_front() {
             let Some(entries) = self.node(cur).entries() else {
@@ -184,7 +201,10 @@ impl State {
             };
             match step {
                 Step::Up => {
-                    if let Content::Dir { parent, .. } = self.node(cur).content {
+                    // `..` never climbs above the root, as RESOLVE_IN_ROOT.
+                    if let Content::Dir { parent, .. } = self.node(cur).content
+                        && cur != root
+                    {
                         cur = parent;
                     }
                 }
@@ -202,7 +222,7 @@ impl State {
                                 return Err(Error::new(op, path, ErrorKind::NotFound));
                             }
                             if target.is_absolute() {
-                                cur = ROOT;
+                                cur = root;
                             }
                             for c in target.components().rev() {
                                 match c {
@@ -224,15 +244,15 @@ impl State {
     }
 
     /// The parent directory of `path` and its final name.
-    fn parent<'p>(&self, op: &'static str, path: &'p Path) -> Result<(u64, &'p OsStr)> {
+    fn parent<'p>(&self, root: u64, op: &'static str, path: &'p Path) -> Result<(u64, &'p OsStr)> {
         let (parts, name) = split_child(op, path)?;
-        Ok((self.resolve_dir(op, path, steps_of(&parts))?, name))
+        Ok((self.resolve_dir(root, op, path, steps_of(&parts))?, name))
     }
 
     /// The node `path` names, without following a final symlink.
-    fn lookup(&self, op: &'static str, path: &Path) -> Result<u64> {
+    fn lookup(&self, root: u64, op: &'static str, path: &Path) -> Result<u64> {
         let s = split(op, path)?;
-        let dir = self.resolve_dir(op, path, steps_of(&s.parent))?;
+        let dir = self.resolve_dir(root, op, path, steps_of(&s.parent))?;
         match s.name {
             None => Ok(dir),
             Some(name) => self.child(op, path, dir, name),
@@ -378,8 +398,8 @@ impl State {
         }
     }
 
-    fn open_regular(&mut self, op: &'static str, path: &Path) -> Result<u64> {
-        let ino = self.lookup(op, path)?;
+    fn open_regular(&mut self, root: u64, op: &'static str, path: &Path) -> Result<u64> {
+        let ino = self.lookup(root, op, path)?;
         require_regular(op, path, self.node(ino).file_type())?;
         Ok(ino)
     }
@@ -438,6 +458,8 @@ impl MemFs {
     pub fn new() -> Self {
         Self {
             state: Arc::new(Mutex::new(State::new())),
+            root: ROOT,
+            _pin: None,
         }
     }
 
@@ -457,14 +479,14 @@ impl MemFs {
 impl Fs for MemFs {
     fn metadata(&self, path: &Path) -> Result<Metadata> {
         let st = self.state.lock();
-        let ino = st.lookup("lstat", path)?;
+        let ino = st.lookup(self.root, "lstat", path)?;
         Ok(st.metadata(ino))
     }
 
     fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>> {
         const OP: &str = "readdir";
         let st = self.state.lock();
-        let ino = st.lookup(OP, path)?;
+        let ino = st.lookup(self.root, OP, path)?;
         let node = st.node(ino);
         // Like open(O_DIRECTORY | O_NOFOLLOW): a symlink is not a directory.
         let Some(entries) = node.entries() else {
@@ -483,7 +505,7 @@ impl Fs for MemFs {
     fn open_dir(&self, path: &Path) -> Result<Box<dyn crate::Dir>> {
         const OP: &str = "opendir";
         let mut st = self.state.lock();
-        let ino = st.lookup(OP, path)?;
+        let ino = st.lookup(self.root, OP, path)?;
         if st.node(ino).entries().is_none() {
             return Err(Error::new(OP, path, ErrorKind::NotADirectory));
         }
@@ -495,13 +517,32 @@ impl Fs for MemFs {
         }))
     }
 
+    fn subtree(&self, path: &Path) -> Result<Arc<dyn Fs>> {
+        const OP: &str = "subtree";
+        let mut st = self.state.lock();
+        let ino = st.lookup(self.root, OP, path)?;
+        if st.node(ino).entries().is_none() {
+            return Err(Error::new(OP, path, ErrorKind::NotADirectory));
+        }
+        st.node_mut(ino).open += 1;
+        let pin = Arc::new(Pin {
+            state: self.state.clone(),
+            ino,
+        });
+        Ok(Arc::new(MemFs {
+            state: self.state.clone(),
+            root: ino,
+            _pin: Some(pin),
+        }))
+    }
+
     fn open_file(&self, path: &Path) -> Result<Box<dyn File>> {
-        let ino = self.state.lock().open_regular("open", path)?;
+        let ino = self.state.lock().open_regular(self.root, "open", path)?;
         Ok(self.handle(ino, path, true, false))
     }
 
     fn open_file_rw(&self, path: &Path) -> Result<Box<dyn File>> {
-        let ino = self.state.lock().open_regular("open", path)?;
+        let ino = self.state.lock().open_regular(self.root, "open", path)?;
         Ok(self.handle(ino, path, true, true))
     }
 
@@ -509,7 +550,7 @@ impl Fs for MemFs {
         const OP: &str = "create";
         let ino = {
             let mut st = self.state.lock();
-            let (dir, name) = st.parent(OP, path)?;
+            let (dir, name) = st.parent(self.root, OP, path)?;
             match st.entry(dir, name) {
                 Some(ino) => {
                     require_regular(OP, path, st.node(ino).file_type())?;
@@ -528,7 +569,7 @@ impl Fs for MemFs {
         const OP: &str = "create";
         let ino = {
             let mut st = self.state.lock();
-            let (dir, name) = st.parent(OP, path)?;
+            let (dir, name) = st.parent(self.root, OP, path)?;
             if st.entry(dir, name).is_some() {
                 return Err(Error::new(OP, path, ErrorKind::AlreadyExists));
             }
@@ -540,7 +581,7 @@ impl Fs for MemFs {
     fn mkdir(&self, path: &Path, mode: u32) -> Result<()> {
         const OP: &str = "mkdir";
         let mut st = self.state.lock();
-        let (dir, name) = st.parent(OP, path)?;
+        let (dir, name) = st.parent(self.root, OP, path)?;
         if st.entry(dir, name).is_some() {
             return Err(Error::new(OP, path, ErrorKind::AlreadyExists));
         }
@@ -559,7 +600,7 @@ impl Fs for MemFs {
     fn symlink(&self, target: &Path, path: &Path) -> Result<()> {
         const OP: &str = "symlink";
         let mut st = self.state.lock();
-        let (dir, name) = st.parent(OP, path)?;
+        let (dir, name) = st.parent(self.root, OP, path)?;
         if target.as_os_str().is_empty() {
             return Err(Error::new(OP, path, ErrorKind::NotFound).with_detail("empty symlink target"));
         }
@@ -579,7 +620,7 @@ impl Fs for MemFs {
     fn readlink(&self, path: &Path) -> Result<PathBuf> {
         const OP: &str = "readlink";
         let st = self.state.lock();
-        let (dir, name) = st.parent(OP, path)?;
+        let (dir, name) = st.parent(self.root, OP, path)?;
         let ino = st.child(OP, path, dir, name)?;
         match &st.node(ino).content {
             Content::Symlink(t) => Ok(t.clone()),
@@ -590,8 +631,8 @@ impl Fs for MemFs {
     fn hardlink(&self, existing: &Path, path: &Path) -> Result<()> {
         const OP: &str = "link";
         let mut st = self.state.lock();
-        let (odir, oname) = st.parent(OP, existing)?;
-        let (ndir, nname) = st.parent(OP, path)?;
+        let (odir, oname) = st.parent(self.root, OP, existing)?;
+        let (ndir, nname) = st.parent(self.root, OP, path)?;
         let ino = st.child(OP, path, odir, oname)?;
         if st.entry(ndir, nname).is_some() {
             return Err(Error::new(OP, path, ErrorKind::AlreadyExists));
@@ -607,7 +648,7 @@ impl Fs for MemFs {
     fn mknod(&self, path: &Path, kind: NodeKind, mode: u32) -> Result<()> {
         const OP: &str = "mknod";
         let mut st = self.state.lock();
-        let (dir, name) = st.parent(OP, path)?;
+        let (dir, name) = st.parent(self.root, OP, path)?;
         if st.entry(dir, name).is_some() {
             return Err(Error::new(OP, path, ErrorKind::AlreadyExists));
         }
@@ -619,7 +660,7 @@ impl Fs for MemFs {
         const OP: &str = "getxattr";
         let st = self.state.lock();
         let s = split(OP, path)?;
-        let dir = st.resolve_dir(OP, path, steps_of(&s.parent))?;
+        let dir = st.resolve_dir(self.root, OP, path, steps_of(&s.parent))?;
         check_xattr_name(OP, path, name, None)?;
         let ino = match s.name {
             None => dir,
@@ -636,7 +677,7 @@ impl Fs for MemFs {
         const OP: &str = "setxattr";
         let mut st = self.state.lock();
         let s = split(OP, path)?;
-        let dir = st.resolve_dir(OP, path, steps_of(&s.parent))?;
+        let dir = st.resolve_dir(self.root, OP, path, steps_of(&s.parent))?;
         check_xattr_name(OP, path, name, Some(value))?;
         let ino = match s.name {
             None => dir,
@@ -649,7 +690,7 @@ impl Fs for MemFs {
 
     fn list_xattrs(&self, path: &Path) -> Result<Vec<OsString>> {
         let st = self.state.lock();
-        let ino = st.lookup("listxattr", path)?;
+        let ino = st.lookup(self.root, "listxattr", path)?;
         Ok(st.node(ino).xattrs.keys().cloned().collect())
     }
 
@@ -657,7 +698,7 @@ impl Fs for MemFs {
         const OP: &str = "removexattr";
         let mut st = self.state.lock();
         let s = split(OP, path)?;
-        let dir = st.resolve_dir(OP, path, steps_of(&s.parent))?;
+        let dir = st.resolve_dir(self.root, OP, path, steps_of(&s.parent))?;
         check_xattr_name(OP, path, name, None)?;
         let ino = match s.name {
             None => dir,
@@ -673,7 +714,7 @@ impl Fs for MemFs {
     fn set_mode(&self, path: &Path, mode: u32) -> Result<()> {
         const OP: &str = "chmod";
         let mut st = self.state.lock();
-        let ino = st.lookup(OP, path)?;
+        let ino = st.lookup(self.root, OP, path)?;
         let n = st.node_mut(ino);
         if n.file_type() == FileType::Symlink {
             return Err(Error::new(OP, path, ErrorKind::Unsupported).with_detail("symlinks have no mode of their own"));
@@ -690,14 +731,14 @@ impl Fs for MemFs {
             );
         }
         let mut st = self.state.lock();
-        let ino = st.lookup(OP, path)?;
+        let ino = st.lookup(self.root, OP, path)?;
         st.node_mut(ino).chown(uid, gid);
         Ok(())
     }
 
     fn set_times(&self, path: &Path, atime: Option<Timestamp>, mtime: Option<Timestamp>) -> Result<()> {
         let mut st = self.state.lock();
-        let ino = st.lookup("utimensat", path)?;
+        let ino = st.lookup(self.root, "utimensat", path)?;
         st.node_mut(ino).set_times(atime, mtime);
         Ok(())
     }
@@ -705,7 +746,7 @@ impl Fs for MemFs {
     fn remove_file(&self, path: &Path) -> Result<()> {
         const OP: &str = "unlink";
         let mut st = self.state.lock();
-        let (dir, name) = st.parent(OP, path)?;
+        let (dir, name) = st.parent(self.root, OP, path)?;
         let ino = st.child(OP, path, dir, name)?;
         if st.node(ino).entries().is_some() {
             return Err(Error::new(OP, path, ErrorKind::IsADirectory));
@@ -717,7 +758,7 @@ impl Fs for MemFs {
     fn remove_dir(&self, path: &Path) -> Result<()> {
         const OP: &str = "rmdir";
         let mut st = self.state.lock();
-        let (dir, name) = st.parent(OP, path)?;
+        let (dir, name) = st.parent(self.root, OP, path)?;
         let ino = st.child(OP, path, dir, name)?;
         match st.node(ino).entries() {
             None => return Err(Error::new(OP, path, ErrorKind::NotADirectory)),
@@ -731,7 +772,7 @@ impl Fs for MemFs {
     fn remove_all(&self, path: &Path) -> Result<()> {
         const OP: &str = "remove_all";
         let mut st = self.state.lock();
-        let (dir, name) = match st.parent(OP, path) {
+        let (dir, name) = match st.parent(self.root, OP, path) {
             Ok(p) => p,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
@@ -743,8 +784,8 @@ impl Fs for MemFs {
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         const OP: &str = "rename";
         let mut st = self.state.lock();
-        let (fdir, fname) = st.parent(OP, from)?;
-        let (tdir, tname) = st.parent(OP, to)?;
+        let (fdir, fname) = st.parent(self.root, OP, from)?;
+        let (tdir, tname) = st.parent(self.root, OP, to)?;
         let src = st.child(OP, from, fdir, fname)?;
         let dst = st.entry(tdir, tname);
         let src_is_dir = st.node(src).entries().is_some();

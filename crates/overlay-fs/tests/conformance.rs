@@ -104,6 +104,7 @@ conformance!(
     create_new_is_exclusive,
     open_files_take_metadata,
     directory_handles_walk_a_tree,
+    subtrees_are_roots_of_their_own,
 );
 
 fn files_are_created_read_and_truncated(b: &Backend) {
@@ -704,4 +705,47 @@ fn directory_handles_walk_a_tree(b: &Backend) {
     assert_eq!(top.metadata(x("file")).unwrap().size, 4);
     assert_eq!(kind(fs.open_dir(p("moved/link"))), ErrorKind::NotADirectory);
     assert_eq!(kind(fs.open_dir(p("moved/file"))), ErrorKind::NotADirectory);
+}
+
+fn subtrees_are_roots_of_their_own(b: &Backend) {
+    let fs = &*b.fs;
+    fs.mkdir_all(p("layers/one/diff/etc"), 0o755).unwrap();
+    fs.write(p("secret"), 0o600, b"outside").unwrap();
+    let sub = fs.subtree(p("layers/one/diff")).unwrap();
+    sub.symlink(p("/"), p("slash")).unwrap();
+    sub.symlink(p("../../../.."), p("up")).unwrap();
+    sub.write(p("slash/etc/hosts"), 0o644, b"inside").unwrap();
+    sub.write(p("up/secret"), 0o644, b"contained").unwrap();
+    assert_eq!(fs.read(p("layers/one/diff/etc/hosts")).unwrap(), b"inside");
+    assert_eq!(fs.read(p("layers/one/diff/secret")).unwrap(), b"contained");
+    assert_eq!(
+        fs.read(p("secret")).unwrap(),
+        b"outside",
+        "the subtree never reaches its parent tree"
+    );
+    assert_eq!(
+        sub.read(p("../../secret")).unwrap(),
+        b"contained",
+        "`..` stops at the subtree root"
+    );
+    assert!(sub.metadata(p("")).unwrap().is_dir());
+    let mut names: Vec<_> = sub
+        .read_dir(p(""))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name.into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["etc", "secret", "slash", "up"]);
+    assert_eq!(kind(fs.subtree(p("secret"))), ErrorKind::NotADirectory);
+    fs.symlink(p("layers"), p("via")).unwrap();
+    assert_eq!(
+        kind(fs.subtree(p("via"))),
+        ErrorKind::NotADirectory,
+        "a final symlink is not followed"
+    );
+    // The subtree outlives the removal of its directory.
+    fs.remove_all(p("layers")).unwrap();
+    assert!(!fs.exists(p("layers")).unwrap());
+    let _ = sub.metadata(p(""));
 }
