@@ -40,26 +40,27 @@ pub const COMMITTED_FILE: &str = "committed";
 /// `HOME/backingFsBlockDev`, to name the filesystem in `quotactl` calls.
 pub const BACKING_FS_BLOCK_DEV: &str = "backingFsBlockDev";
 
-/// The permission bits Docker 20.10.5 gives each entry of the home, so a
+/// The permission bits a home's entries get, as Docker writes them, so a
 /// home we write looks like one Docker wrote.
 ///
-/// Directories are made with `MkdirAndChown` and files with
-/// `ioutil.WriteFile`, both subject to the process umask (Docker runs with
-/// 022, so `lower` ends up 0644). Docker 17 used 0700 for the home, `l/`
-/// and layer directories; 20.10 opened them to 0701 so that a remapped root
-/// can traverse to its `diff` without reading the listing.
+/// Docker 17 used 0700 for the home, `l/` and layer directories; 20.10.5
+/// (the reference) opened them to 0701 so a remapped root could traverse
+/// to its `diff`; that let any local user traverse into layer contents and
+/// run setuid binaries there (CVE-2021-41091), and 20.10.9 closed them to
+/// 0710 with the remapped root's group. These constants are the 0710 form.
+/// Files are as Docker leaves them on disk under its usual umask of 022.
 ///
 /// Ownership differs too: the home, `l/` and layer directories belong to
 /// the daemon's own identity, while `diff`, `work` and `merged` belong to
 /// the (possibly user-namespace remapped) root.
 pub mod mode {
-    /// The home directory: `MkdirAllAndChown(HOME/l, 0701)` creates it in
-    /// `Init`, and `create` repeats `MkdirAllAndChown(HOME, 0701)`.
-    pub const HOME: u32 = 0o701;
-    /// `HOME/l`: `MkdirAllAndChown(path.Join(home, linkDir), 0701)` in `Init`.
-    pub const LINK_DIR: u32 = 0o701;
-    /// `HOME/ID`: `MkdirAndChown(dir, 0701)` in `create`.
-    pub const LAYER_DIR: u32 = 0o701;
+    /// The home directory: made with `l/` in `Init` (0701 in 20.10.5, 0710
+    /// since the CVE-2021-41091 fix).
+    pub const HOME: u32 = 0o710;
+    /// `HOME/l`: made in `Init` (0701 in 20.10.5, 0710 since the fix).
+    pub const LINK_DIR: u32 = 0o710;
+    /// `HOME/ID`: made in `create` (0701 in 20.10.5, 0710 since the fix).
+    pub const LAYER_DIR: u32 = 0o710;
     /// `HOME/ID/diff`: `MkdirAndChown(path.Join(dir, diffDirName), 0755)` in
     /// `create`.
     pub const DIFF_DIR: u32 = 0o755;
@@ -73,8 +74,8 @@ pub mod mode {
     /// `create`.
     pub const LINK_FILE: u32 = 0o644;
     /// `HOME/ID/lower`: `WriteFile(path.Join(dir, lowerFile), lower, 0666)`
-    /// in `create`; 0644 on disk after the usual umask of 022.
-    pub const LOWER_FILE: u32 = 0o666;
+    /// in `create`, which is 0644 on disk after the usual umask of 022.
+    pub const LOWER_FILE: u32 = 0o644;
     /// `HOME/PARENT/committed`: `WriteFile(path.Join(d.dir(parent),
     /// "committed"), []byte{}, 0600)` in `create`.
     pub const COMMITTED_FILE: u32 = 0o600;
@@ -456,15 +457,16 @@ mod tests {
     }
 
     #[test]
-    fn modes_match_docker_20_10_5() {
-        assert_eq!(mode::HOME, 0o701);
-        assert_eq!(mode::LINK_DIR, 0o701);
-        assert_eq!(mode::LAYER_DIR, 0o701);
-        assert_eq!(mode::DIFF_DIR, 0o755);
-        assert_eq!(mode::WORK_DIR, 0o700);
-        assert_eq!(mode::MERGED_DIR, 0o700);
-        assert_eq!(mode::LINK_FILE, 0o644);
-        assert_eq!(mode::LOWER_FILE, 0o666);
-        assert_eq!(mode::COMMITTED_FILE, 0o600);
+    fn layer_contents_are_not_reachable_by_others() {
+        // CVE-2021-41091: no "other" bits on the directories above `diff`,
+        // while the (remapped root's) group and the owner can traverse.
+        for m in [mode::HOME, mode::LINK_DIR, mode::LAYER_DIR] {
+            assert_eq!(m & 0o007, 0, "{m:o} lets anyone in");
+            assert_eq!(m & 0o110, 0o110, "{m:o} must stay traversable by owner and group");
+            assert_eq!(m & 0o044, 0, "{m:o} must not let the group list layers");
+        }
+        // Docker's umask-022 results for the files.
+        assert_eq!(mode::LOWER_FILE & 0o022, 0);
+        assert_eq!(mode::COMMITTED_FILE & 0o077, 0);
     }
 }
