@@ -1,7 +1,51 @@
-//! Docker's overlay2 graph driver, over a kernel backend and an in-memory fake.
+//! Docker's overlay2 graph driver in Rust, over a kernel backend or an
+//! in-memory fake that behaves like the kernel.
 //!
-//! **Not implemented yet.** This crate is a placeholder in the overlay2-rs
-//! workspace; it exports nothing until its issue (#7) lands. It exists so
-//! that the workspace layout and the dependency direction are fixed from the
-//! start (see the workspace README).
+//! - [`GraphDriver`]: Docker's graph driver operations (create, get, put,
+//!   diff, apply_diff...), object safe.
+//! - [`Overlay2`]: the overlay2 driver with Docker v20.10's behaviour and
+//!   home layout (`l/` links, `lower` chains, `committed`, 0710 dirs), built
+//!   from the workspace's crates: `overlay-layout` plans paths,
+//!   `overlay-mount` mounts, `overlay-archive` and `naive-diff` diff,
+//!   `overlay-quota` limits. Layers are built and removed under scratch
+//!   names and renamed into (or out of) place, so a layer either exists
+//!   whole or not at all; [`check`](Overlay2::check) and
+//!   [`repair`](Overlay2::repair) clean what a crash leaves.
+//! - [`Backend`]: where it runs. [`KernelBackend`] is a home directory,
+//!   overlayfs and XFS quotas; [`FakeBackend`] is all in memory (a `MemFs`
+//!   home and a model of overlayfs that writes whiteouts and opaque markers
+//!   as the kernel does), needing no root.
+//!
+//! ```
+//! use overlay_driver::{CreateOpts, FakeBackend, GraphDriver, Overlay2};
+//! use std::path::Path;
+//!
+//! let driver = Overlay2::new(FakeBackend::new(), &[] as &[&str])?;
+//! driver.create("base", None, &CreateOpts::default())?;
+//! driver.create_read_write("container", Some("base"), &CreateOpts::default())?;
+//! driver.get("container", None)?;
+//! driver.tree("container")?.write(Path::new("hello"), 0o644, b"hi")?;
+//! let changes: Vec<String> = driver.changes("container", Some("base"))?.iter().map(|c| c.to_string()).collect();
+//! assert_eq!(changes, ["A /hello"]);
+//! driver.put("container")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
+
+mod backend;
+mod check;
+mod driver;
+mod error;
+pub mod fake;
+mod graph;
+mod locks;
+mod native;
+mod options;
+
+pub use backend::{Backend, Capabilities, KernelBackend, MountRequest};
+pub use check::Problem;
+pub use driver::{Overlay2, STAGING_PREFIX};
+pub use error::{DriverError, Result};
+pub use fake::FakeBackend;
+pub use graph::GraphDriver;
+pub use options::{CreateOpts, DriverOptions};

@@ -1,0 +1,230 @@
+//! Where the driver's home lives and how stacks get mounted: the kernel
+//! (a directory on disk, overlayfs, XFS quotas) or the in-memory fake.
+//!
+//! The driver plans (which layers, which paths, which options); a backend
+//! only carries plans out, so both backends run the same driver code.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use overlay_fs::{Fs, HostFs};
+use overlay_mount::{Method, Settings, Stack, Upper};
+
+use crate::error::{DriverError, Result};
+
+/// An overlay mount to make, every path relative to the home.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountRequest {
+    /// Lower directories, uppermost first (`l/LINK`, or a layer's `diff`
+    /// for the read-only form).
+    pub lowers: Vec<PathBuf>,
+    /// Upper and work directory of a writable mount.
+    pub upper: Option<(PathBuf, PathBuf)>,
+    /// The mount point (`ID/merged`).
+    pub target: PathBuf,
+    /// SELinux mount label.
+    pub label: Option<String>,
+}
+
+/// What the home's filesystem and kernel can do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Backing filesystem name, as Docker reports it.
+    pub backing_fs: String,
+    /// `readdir` reports file types.
+    pub d_type: bool,
+    /// Diffs may be read from the upper dir alone (else: naive diff).
+    pub native_diff: bool,
+    /// Why native diff is off, when it is.
+    pub naive_reason: Option<String>,
+    /// Project quotas work; else why not.
+    pub quota: std::result::Result<(), String>,
+}
+
+/// The storage and mounting a driver runs on.
+pub trait Backend: Send + Sync {
+    /// The home tree.
+    fn home(&self) -> &Arc<dyn Fs>;
+
+    /// The home's path as callers see it: a host path for the kernel, a
+    /// virtual one for the fake.
+    fn home_path(&self) -> &Path;
+
+    /// Mounts `req` and returns the merged tree.
+    ///
+    /// # Errors
+    ///
+    /// The mount is refused.
+    fn mount(&self, req: &MountRequest) -> Result<Arc<dyn Fs>>;
+
+    /// The merged tree of a mount made earlier by [`mount`](Self::mount).
+    ///
+    /// # Errors
+    ///
+    /// Nothing is mounted at `target`.
+    fn mounted(&self, target: &Path) -> Result<Arc<dyn Fs>>;
+
+    /// Unmounts `target` (detached) and removes the mount point, as
+    /// Docker's `Put`; nothing mounted is not an error.
+    ///
+    /// # Errors
+    ///
+    /// The unmount or the removal fails.
+    fn unmount(&self, target: &Path) -> Result<()>;
+
+    /// Is something mounted at `target`?
+    fn is_mounted(&self, target: &Path) -> bool;
+
+    /// What the home supports.
+    fn capabilities(&self) -> &Capabilities;
+
+    /// Limits the directory `dir` (and what is created below it) to
+    /// `bytes`.
+    ///
+    /// # Errors
+    ///
+    /// Quotas are not supported here, or the kernel refuses.
+    fn set_quota(&self, id: &str, dir: &Path, bytes: u64) -> Result<()>;
+}
+
+/// The real thing: a home directory on disk, overlayfs mounts, XFS project
+/// quotas.
+pub struct KernelBackend {
+    home: Arc<dyn Fs>,
+    path: PathBuf,
+    settings: Settings,
+    caps: Capabilities,
+    quota: Option<overlay_quota::QuotaControl>,
+    method: Method,
+}
+
+impl std::fmt::Debug for KernelBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelBackend").field("home", &self.path).finish()
+    }
+}
+
+impl KernelBackend {
+    /// Opens (creating it, 0710) the home directory `path`, probes the
+    /// kernel once for it, and sets up quotas where the filesystem has them.
+    ///
+    /// # Errors
+    ///
+    /// Overlayfs is missing, the home cannot be made, or the probes fail.
+    pub fn new(path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        std::fs::create_dir_all(&path).map_err(|e| DriverError::Path {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let features = overlay_mount::probe::probe(&path).map_err(|e| DriverError::Unsupported(e.to_string()))?;
+        let (native_diff, naive_reason) = match &features.native_diff {
+            overlay_mount::probe::NativeDiff::Safe => (true, None),
+            overlay_mount::probe::NativeDiff::Unsafe(why) => (false, Some(why.clone())),
+        };
+        let quota = overlay_quota::QuotaControl::new(&path);
+        let caps = Capabilities {
+            backing_fs: features.backing_fs.to_string(),
+            d_type: features.d_type,
+            native_diff,
+            naive_reason,
+            quota: quota.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+        };
+        let home: Arc<dyn Fs> = Arc::new(HostFs::new(&path)?);
+        Ok(Self {
+            home,
+            path,
+            settings: Settings {
+                index_off: features.index_param,
+                ..Settings::default()
+            },
+            caps,
+            quota: quota.ok(),
+            method: Method::Auto,
+        })
+    }
+
+    /// Forces the mount interface (tests of both paths).
+    pub fn with_method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
+    }
+}
+
+impl Backend for KernelBackend {
+    fn home(&self) -> &Arc<dyn Fs> {
+        &self.home
+    }
+
+    fn home_path(&self) -> &Path {
+        &self.path
+    }
+
+    fn mount(&self, req: &MountRequest) -> Result<Arc<dyn Fs>> {
+        let stack = Stack {
+            base: self.path.clone(),
+            lowers: req.lowers.clone(),
+            upper: req.upper.clone().map(|(upperdir, workdir)| Upper { upperdir, workdir }),
+            target: req.target.clone(),
+        };
+        let settings = Settings {
+            label: req.label.clone(),
+            ..self.settings.clone()
+        };
+        let id = req.target.parent().map(|p| p.display().to_string()).unwrap_or_default();
+        let mount = stack
+            .mount(&settings, self.method)
+            .map_err(|source| DriverError::Mount {
+                id,
+                source: Box::new(source),
+            })?;
+        let target = mount.keep();
+        Ok(Arc::new(HostFs::new(&target)?))
+    }
+
+    fn mounted(&self, target: &Path) -> Result<Arc<dyn Fs>> {
+        Ok(Arc::new(HostFs::new(self.path.join(target))?))
+    }
+
+    fn unmount(&self, target: &Path) -> Result<()> {
+        let id = target.parent().map(|p| p.display().to_string()).unwrap_or_default();
+        overlay_mount::unmount_and_remove(&self.path.join(target)).map_err(|source| DriverError::Mount {
+            id,
+            source: Box::new(source),
+        })
+    }
+
+    fn is_mounted(&self, target: &Path) -> bool {
+        overlay_mount::is_mount_point(&self.path.join(target)).unwrap_or(false)
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    fn set_quota(&self, id: &str, dir: &Path, bytes: u64) -> Result<()> {
+        let Some(q) = &self.quota else {
+            return Err(DriverError::Unsupported(unsupported_quota(&self.caps)));
+        };
+        q.set_quota(self.path.join(dir), overlay_quota::Quota::new(bytes))
+            .map(|_| ())
+            .map_err(|source| DriverError::Quota {
+                id: id.into(),
+                source: Box::new(source),
+            })
+    }
+}
+
+/// Docker's words for a size asked of a home without project quotas.
+pub(crate) fn unsupported_quota(caps: &Capabilities) -> String {
+    match &caps.quota {
+        Ok(()) => "quota supported".into(),
+        Err(why) if caps.backing_fs == "xfs" => {
+            format!("Storage option overlay2.size not supported. Filesystem does not support Project Quota: {why}")
+        }
+        Err(_) => format!(
+            "Storage Option overlay2.size only supported for backingFS XFS. Found {}",
+            caps.backing_fs
+        ),
+    }
+}

@@ -1,0 +1,168 @@
+//! [`FakeBackend`]: a home in memory and overlay mounts modelled by
+//! [`OverlayFs`]. No root, no mounts, no disk: the driver's own code runs
+//! unchanged on top, so its tests (and an embedder's) run anywhere.
+
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use overlay_fs::{ErrorKind, Fs, MemFs};
+use parking_lot::Mutex;
+
+use super::OverlayFs;
+use crate::backend::{Backend, Capabilities, MountRequest};
+use crate::error::{DriverError, Result};
+
+/// The home and the mounts of the fake backend.
+pub struct FakeBackend {
+    home: Arc<dyn Fs>,
+    path: PathBuf,
+    mounts: Mutex<HashMap<PathBuf, Arc<OverlayFs>>>,
+    caps: Capabilities,
+}
+
+impl std::fmt::Debug for FakeBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeBackend")
+            .field("mounts", &self.mounts.lock().len())
+            .finish()
+    }
+}
+
+impl Default for FakeBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeBackend {
+    /// An empty home in memory.
+    pub fn new() -> Self {
+        Self::with_home(MemFs::new())
+    }
+
+    /// A fake backend on an existing in-memory home (to reopen a home
+    /// after a simulated crash, or to share one between drivers).
+    pub fn with_home(home: MemFs) -> Self {
+        Self::with_home_tree(Arc::new(home))
+    }
+
+    /// A fake backend on any tree as its home: a `MemFs`, or a wrapper
+    /// that injects faults to simulate a crash at a chosen step.
+    pub fn with_home_tree(home: Arc<dyn Fs>) -> Self {
+        Self {
+            home,
+            path: PathBuf::from("/fake/overlay2"),
+            mounts: Mutex::new(HashMap::new()),
+            caps: Capabilities {
+                backing_fs: "memfs".into(),
+                d_type: true,
+                native_diff: true,
+                naive_reason: None,
+                quota: Err("the in-memory fake keeps no quotas".into()),
+            },
+        }
+    }
+
+    /// Runs the driver as if native diff were unsafe (the naive diff for
+    /// everything), as on a kernel with `redirect_dir` or metacopy.
+    pub fn with_naive_diff(mut self) -> Self {
+        self.caps.native_diff = false;
+        self.caps.naive_reason = Some("forced by the test".into());
+        self
+    }
+
+    /// The home's directory of a lower given as `l/LINK` (a symlink the
+    /// kernel would follow) or as a plain directory.
+    fn resolve(&self, lower: &Path) -> Result<PathBuf> {
+        let md = self.home.metadata(lower)?;
+        if !md.is_symlink() {
+            return Ok(lower.to_path_buf());
+        }
+        let target = self.home.readlink(lower)?;
+        let mut out = PathBuf::new();
+        for c in lower.parent().unwrap_or(Path::new("")).join(target).components() {
+            match c {
+                Component::Normal(n) => out.push(n),
+                Component::ParentDir => {
+                    out.pop();
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Backend for FakeBackend {
+    fn home(&self) -> &Arc<dyn Fs> {
+        &self.home
+    }
+
+    fn home_path(&self) -> &Path {
+        &self.path
+    }
+
+    fn mount(&self, req: &MountRequest) -> Result<Arc<dyn Fs>> {
+        let mut mounts = self.mounts.lock();
+        if mounts.contains_key(&req.target) {
+            return Err(DriverError::Path {
+                path: req.target.clone(),
+                reason: "already mounted".into(),
+            });
+        }
+        if !self.home.metadata(&req.target)?.is_dir() {
+            return Err(overlay_fs::Error::new("mount", &req.target, ErrorKind::NotADirectory).into());
+        }
+        if req.label.is_some() {
+            return Err(DriverError::Unsupported(
+                "the in-memory fake has no SELinux labels".into(),
+            ));
+        }
+        let mut lowers = Vec::with_capacity(req.lowers.len());
+        for l in &req.lowers {
+            lowers.push(self.home.subtree(&self.resolve(l)?)?);
+        }
+        let upper = match &req.upper {
+            Some((upper, work)) => {
+                self.home.metadata(work)?;
+                Some(self.home.subtree(upper)?)
+            }
+            None => None,
+        };
+        let merged = Arc::new(OverlayFs::new(lowers, upper));
+        mounts.insert(req.target.clone(), merged.clone());
+        Ok(merged)
+    }
+
+    fn mounted(&self, target: &Path) -> Result<Arc<dyn Fs>> {
+        match self.mounts.lock().get(target) {
+            Some(m) => Ok(m.clone()),
+            None => Err(DriverError::Path {
+                path: target.to_path_buf(),
+                reason: "nothing is mounted here".into(),
+            }),
+        }
+    }
+
+    fn unmount(&self, target: &Path) -> Result<()> {
+        self.mounts.lock().remove(target);
+        match self.home.remove_dir(target) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn is_mounted(&self, target: &Path) -> bool {
+        self.mounts.lock().contains_key(target)
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    fn set_quota(&self, _id: &str, _dir: &Path, _bytes: u64) -> Result<()> {
+        Err(DriverError::Unsupported(crate::backend::unsupported_quota(&self.caps)))
+    }
+}

@@ -1,0 +1,7 @@
+//! The fake backend's pieces: an in-memory home and a model of overlayfs.
+
+mod backend;
+mod merged;
+
+pub use backend::FakeBackend;
+pub use merged::OverlayFs;

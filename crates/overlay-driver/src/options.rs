@@ -1,0 +1,114 @@
+//! Driver options in Docker's spellings.
+
+use std::collections::BTreeMap;
+
+use crate::error::{DriverError, Result};
+
+/// Options given when the driver starts (`--storage-opt overlay2.*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriverOptions {
+    /// Default quota of read-write layers, bytes (`overlay2.size`).
+    pub default_size: Option<u64>,
+    /// `overlay2.override_kernel_check` (accepted and ignored, as Docker 20.10).
+    pub override_kernel_check: bool,
+}
+
+impl DriverOptions {
+    /// Parses `key=value` options as Docker's `parseOptions` does.
+    ///
+    /// # Errors
+    ///
+    /// An unknown key (`overlay2: unknown option KEY`), a malformed pair,
+    /// an unparsable value.
+    pub fn parse<S: AsRef<str>>(options: &[S]) -> Result<Self> {
+        let mut out = Self::default();
+        for option in options {
+            let option = option.as_ref();
+            let (key, value) = option
+                .split_once('=')
+                .ok_or_else(|| DriverError::BadOption(format!("overlay2: invalid option {option:?}: not KEY=VALUE")))?;
+            match key.trim().to_ascii_lowercase().as_str() {
+                "overlay2.override_kernel_check" => {
+                    out.override_kernel_check = parse_bool(value.trim()).ok_or_else(|| {
+                        DriverError::BadOption(format!("overlay2: {key}: {value:?} is not a boolean"))
+                    })?;
+                }
+                "overlay2.size" => out.default_size = Some(size(value)?),
+                _ => return Err(DriverError::BadOption(format!("overlay2: unknown option {key}"))),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "t" | "true" => Some(true),
+        "0" | "f" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+fn size(value: &str) -> Result<u64> {
+    overlay_quota::parse_size(value.trim()).map_err(|e| DriverError::BadOption(e.to_string()))
+}
+
+/// Per-layer options (`docker run --storage-opt size=10G`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateOpts {
+    /// The layer's own options, `size` the only one overlay2 knows.
+    pub storage_opt: BTreeMap<String, String>,
+    /// SELinux mount label the layer will be mounted with.
+    pub mount_label: Option<String>,
+}
+
+impl CreateOpts {
+    /// Options with a quota of `size` (Docker's forms: `10G`, `512m`...).
+    pub fn with_size(size: &str) -> Self {
+        Self {
+            storage_opt: BTreeMap::from([("size".into(), size.into())]),
+            mount_label: None,
+        }
+    }
+
+    /// The quota asked for, as Docker's `parseStorageOpt` reads it.
+    ///
+    /// # Errors
+    ///
+    /// A key other than `size` (`Unknown option KEY`), a bad size.
+    pub fn size(&self) -> Result<Option<u64>> {
+        let mut out = None;
+        for (key, value) in &self.storage_opt {
+            match key.to_ascii_lowercase().as_str() {
+                "size" => out = Some(size(value)?),
+                _ => return Err(DriverError::BadOption(format!("Unknown option {key}"))),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dockers_option_forms() {
+        let o = DriverOptions::parse(&["overlay2.size=10G", "overlay2.override_kernel_check=true"]).unwrap();
+        assert_eq!(o.default_size, Some(10 << 30));
+        assert!(o.override_kernel_check);
+        let e = DriverOptions::parse(&["overlay2.bogus=1"]).unwrap_err().to_string();
+        assert_eq!(e, "overlay2: unknown option overlay2.bogus");
+        assert!(DriverOptions::parse(&["overlay2.size"]).is_err());
+        assert!(
+            DriverOptions::parse(&["overlay2.size=lots"])
+                .unwrap_err()
+                .to_string()
+                .contains("lots")
+        );
+        assert_eq!(CreateOpts::with_size("512m").size().unwrap(), Some(512 << 20));
+        let mut bad = CreateOpts::default();
+        bad.storage_opt.insert("iops".into(), "5".into());
+        assert_eq!(bad.size().unwrap_err().to_string(), "Unknown option iops");
+    }
+}
