@@ -71,7 +71,8 @@ impl<B: Backend> Overlay2<B> {
         home.set_mode(Path::new(""), mode::HOME)?;
         match home.mkdir(Path::new(LINK_DIR), mode::LINK_DIR) {
             Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            // A home an older Docker made (0701, CVE-2021-41091): close it.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => home.set_mode(Path::new(LINK_DIR), mode::LINK_DIR)?,
             Err(e) => return Err(e.into()),
         }
         Ok(Self {
