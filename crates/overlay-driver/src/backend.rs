@@ -78,6 +78,17 @@ pub trait Backend: Send + Sync {
     /// What the home supports.
     fn capabilities(&self) -> &Capabilities;
 
+    /// The tree of the home's directory `dir` (a layer's `diff`), as its
+    /// files are written: with its quota applied where the backend models
+    /// quotas itself.
+    ///
+    /// # Errors
+    ///
+    /// `dir` is not a directory of the home.
+    fn subtree(&self, dir: &Path) -> Result<Arc<dyn Fs>> {
+        Ok(self.home().subtree(dir)?)
+    }
+
     /// Limits the directory `dir` (and what is created below it) to
     /// `bytes`.
     ///

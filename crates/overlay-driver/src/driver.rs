@@ -318,7 +318,7 @@ impl<B: Backend> Overlay2<B> {
     }
 
     fn diff_tree(&self, id: &LayerId) -> Result<Arc<dyn Fs>> {
-        Ok(self.home().subtree(&rel(&[id.as_str(), DIFF_DIR]))?)
+        self.backend.subtree(&rel(&[id.as_str(), DIFF_DIR]))
     }
 
     fn naive(&self) -> NaiveDiff<Trees<'_, B>> {

@@ -45,6 +45,9 @@ pub enum ErrorKind {
     TooManyLinks,
     /// The tree is read-only (`EROFS`), e.g. a committed layer's mount.
     ReadOnly,
+    /// No space left (`ENOSPC`; XFS reports an exhausted project quota so)
+    /// or a quota exceeded (`EDQUOT`).
+    NoSpace,
     /// Moving across filesystems or, in an overlay, renaming a directory
     /// that lives in a lower layer without `redirect_dir` (`EXDEV` from
     /// `rename`).
@@ -73,6 +76,7 @@ impl ErrorKind {
             libc_errno::EOPNOTSUPP => Self::Unsupported,
             libc_errno::EMLINK => Self::TooManyLinks,
             libc_errno::EROFS => Self::ReadOnly,
+            libc_errno::ENOSPC | libc_errno::EDQUOT => Self::NoSpace,
             libc_errno::EXDEV => Self::EscapeAttempt,
             other => Self::Other(other),
         }
@@ -95,6 +99,7 @@ impl ErrorKind {
             Self::Unsupported => libc_errno::EOPNOTSUPP,
             Self::TooManyLinks => libc_errno::EMLINK,
             Self::ReadOnly => libc_errno::EROFS,
+            Self::NoSpace => libc_errno::ENOSPC,
             Self::CrossDevice => libc_errno::EXDEV,
             Self::EscapeAttempt => libc_errno::EXDEV,
             Self::Other(e) => e,
@@ -118,6 +123,7 @@ impl ErrorKind {
             Self::Unsupported => "operation not supported".into(),
             Self::TooManyLinks => "too many links".into(),
             Self::ReadOnly => "read-only file system".into(),
+            Self::NoSpace => "no space left on device or quota exceeded".into(),
             Self::CrossDevice => "cross-device rename".into(),
             Self::EscapeAttempt => "path resolution would escape the root".into(),
             Self::Other(e) => io::Error::from_raw_os_error(e).to_string(),
@@ -205,4 +211,6 @@ pub(crate) mod libc_errno {
     pub const EMLINK: i32 = Errno::MLINK.raw_os_error();
     pub const EXDEV: i32 = Errno::XDEV.raw_os_error();
     pub const EROFS: i32 = Errno::ROFS.raw_os_error();
+    pub const ENOSPC: i32 = Errno::NOSPC.raw_os_error();
+    pub const EDQUOT: i32 = Errno::DQUOT.raw_os_error();
 }

@@ -10,6 +10,7 @@ use overlay_fs::{ErrorKind, Fs, MemFs};
 use parking_lot::Mutex;
 
 use super::OverlayFs;
+use super::quota::QuotaFs;
 use crate::backend::{Backend, Capabilities, MountRequest};
 use crate::error::{DriverError, Result};
 
@@ -19,6 +20,10 @@ pub struct FakeBackend {
     path: PathBuf,
     mounts: Mutex<HashMap<PathBuf, Arc<OverlayFs>>>,
     caps: Capabilities,
+    /// Limits set on `diff` dirs, bytes, by inode (a limit set while a
+    /// layer is built keeps applying after it is renamed into place, as a
+    /// project id stays with its directory).
+    quotas: Mutex<HashMap<u64, u64>>,
 }
 
 impl std::fmt::Debug for FakeBackend {
@@ -54,6 +59,7 @@ impl FakeBackend {
             home,
             path: PathBuf::from("/fake/overlay2"),
             mounts: Mutex::new(HashMap::new()),
+            quotas: Mutex::new(HashMap::new()),
             caps: Capabilities {
                 backing_fs: "memfs".into(),
                 d_type: true,
@@ -62,6 +68,14 @@ impl FakeBackend {
                 quota: Err("the in-memory fake keeps no quotas".into()),
             },
         }
+    }
+
+    /// Keeps project quotas: `create_read_write` with a size works, and
+    /// writes through the layer's mount fail with `NoSpace` (XFS's ENOSPC)
+    /// past the limit.
+    pub fn with_quotas(mut self) -> Self {
+        self.caps.quota = Ok(());
+        self
     }
 
     /// Runs the driver as if native diff were unsafe (the naive diff for
@@ -126,7 +140,7 @@ impl Backend for FakeBackend {
         let upper = match &req.upper {
             Some((upper, work)) => {
                 self.home.metadata(work)?;
-                Some(self.home.subtree(upper)?)
+                Some(self.subtree(upper)?)
             }
             None => None,
         };
@@ -162,7 +176,21 @@ impl Backend for FakeBackend {
         &self.caps
     }
 
-    fn set_quota(&self, _id: &str, _dir: &Path, _bytes: u64) -> Result<()> {
-        Err(DriverError::Unsupported(crate::backend::unsupported_quota(&self.caps)))
+    fn set_quota(&self, _id: &str, dir: &Path, bytes: u64) -> Result<()> {
+        if self.caps.quota.is_err() {
+            return Err(DriverError::Unsupported(crate::backend::unsupported_quota(&self.caps)));
+        }
+        let ino = self.home.metadata(dir)?.ino;
+        self.quotas.lock().insert(ino, bytes);
+        Ok(())
+    }
+
+    fn subtree(&self, dir: &Path) -> Result<Arc<dyn Fs>> {
+        let tree = self.home.subtree(dir)?;
+        let ino = self.home.metadata(dir)?.ino;
+        Ok(match self.quotas.lock().get(&ino) {
+            Some(limit) => Arc::new(QuotaFs::new(tree, *limit)),
+            None => tree,
+        })
     }
 }

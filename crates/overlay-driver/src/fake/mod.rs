@@ -2,6 +2,7 @@
 
 mod backend;
 mod merged;
+mod quota;
 
 pub use backend::FakeBackend;
 pub use merged::OverlayFs;
