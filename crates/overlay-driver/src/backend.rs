@@ -89,8 +89,8 @@ pub trait Backend: Send + Sync {
         Ok(self.home().subtree(dir)?)
     }
 
-    /// Limits the directory `dir` (and what is created below it) to
-    /// `bytes`.
+    /// Limits the directory `dir` (and what is created below it: a layer's
+    /// `diff` and `work`) to `bytes`.
     ///
     /// # Errors
     ///

@@ -261,14 +261,17 @@ impl<B: Backend> Overlay2<B> {
         let built = (|| -> Result<()> {
             let home = self.home();
             home.mkdir(&staging, mode::LAYER_DIR)?;
+            // On the layer dir, before diff and work exist, so both inherit
+            // the project: overlayfs copies up through work, and XFS
+            // refuses (EXDEV) renames between projects.
+            if let Some(bytes) = quota {
+                self.backend.set_quota(id.as_str(), &staging, bytes)?;
+            }
             home.mkdir(&staging.join(DIFF_DIR), mode::DIFF_DIR)?;
             home.write(&staging.join(LINK_FILE), mode::LINK_FILE, link.as_bytes())?;
             if let Some(lower) = &lower {
                 home.mkdir(&staging.join(WORK_DIR), mode::WORK_DIR)?;
                 home.write(&staging.join(LOWER_FILE), mode::LOWER_FILE, lower.format().as_bytes())?;
-            }
-            if let Some(bytes) = quota {
-                self.backend.set_quota(id.as_str(), &staging.join(DIFF_DIR), bytes)?;
             }
             if let Some(p) = &parent {
                 self.write_atomic(&rel(&[p.as_str(), COMMITTED_FILE]), mode::COMMITTED_FILE, b"")?;

@@ -60,3 +60,68 @@ fn a_default_size_needs_quota_support() {
         "Storage Option overlay2.size only supported for backingFS XFS. Found memfs"
     );
 }
+
+/// A loop-mounted XFS with project quotas, for the VM (`OVERLAY_QUOTA_VM=1`).
+struct Xfs {
+    dir: tempfile::TempDir,
+}
+
+impl Xfs {
+    fn new() -> Xfs {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("xfs.img");
+        std::fs::File::create(&img).unwrap().set_len(400 << 20).unwrap();
+        let run = |cmd: &mut std::process::Command| assert!(cmd.status().unwrap().success(), "{cmd:?}");
+        run(std::process::Command::new("mkfs.xfs").arg("-q").arg(&img));
+        std::fs::create_dir(dir.path().join("mnt")).unwrap();
+        run(std::process::Command::new("mount")
+            .args(["-o", "loop,pquota"])
+            .arg(&img)
+            .arg(dir.path().join("mnt")));
+        Xfs { dir }
+    }
+    fn mnt(&self) -> std::path::PathBuf {
+        self.dir.path().join("mnt")
+    }
+}
+
+impl Drop for Xfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-d").arg(self.mnt()).status();
+    }
+}
+
+/// The driver end to end on a kernel with XFS project quotas: a
+/// read-write layer with `size` holds that much and refuses more, written
+/// through its overlay mount (copy-up included).
+#[test]
+fn kernel_create_read_write_with_size_is_enforced() {
+    if std::env::var("OVERLAY_QUOTA_VM").as_deref() != Ok("1") {
+        eprintln!(
+            "skipped: needs XFS project quotas in the kernel; `cargo xtask vm-test` runs it (OVERLAY_QUOTA_VM=1)"
+        );
+        return;
+    }
+    let xfs = Xfs::new();
+    let backend = overlay_driver::KernelBackend::new(xfs.mnt().join("overlay2")).unwrap();
+    let d = Overlay2::new(backend, &[] as &[&str]).unwrap();
+    d.create("base", None, &CreateOpts::default()).unwrap();
+    d.get("base", None).unwrap();
+    d.tree("base")
+        .unwrap()
+        .write(Path::new("lower"), 0o644, &vec![1u8; 3 << 20])
+        .unwrap();
+    d.put("base").unwrap();
+    d.create_read_write("box", Some("base"), &CreateOpts::with_size("5M"))
+        .unwrap();
+    d.get("box", None).unwrap();
+    let t = d.tree("box").unwrap();
+    // Copying the 3 MiB file up counts against the layer.
+    t.set_mode(Path::new("lower"), 0o600).unwrap();
+    t.write(Path::new("fits"), 0o644, &vec![2u8; 1 << 20]).unwrap();
+    let err = t.write(Path::new("too-much"), 0o644, &vec![3u8; 2 << 20]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NoSpace, "{err}");
+    d.put("box").unwrap();
+    d.remove("box").unwrap();
+    d.cleanup().unwrap();
+}

@@ -187,7 +187,9 @@ impl Backend for FakeBackend {
 
     fn subtree(&self, dir: &Path) -> Result<Arc<dyn Fs>> {
         let tree = self.home.subtree(dir)?;
-        let ino = self.home.metadata(dir)?.ino;
+        // The limit is set on the layer dir, which holds `diff`.
+        let layer = dir.parent().unwrap_or(Path::new(""));
+        let ino = self.home.metadata(layer)?.ino;
         Ok(match self.quotas.lock().get(&ino) {
             Some(limit) => Arc::new(QuotaFs::new(tree, *limit)),
             None => tree,
