@@ -49,3 +49,8 @@ pub use error::{DriverError, Result};
 pub use fake::FakeBackend;
 pub use graph::GraphDriver;
 pub use options::{CreateOpts, DriverOptions};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
