@@ -415,16 +415,10 @@ impl<'a, W: Write> Exporter<'a, W> {
             _ => EntryType::Fifo,
         };
         let mut h = self.header(md, kind)?;
-        let dev_err = |source| ArchiveError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
-        h.set_device_major(overlay_fs::major(md.rdev)).map_err(dev_err)?;
-        let dev_err = |source| ArchiveError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
-        h.set_device_minor(overlay_fs::minor(md.rdev)).map_err(dev_err)?;
+        h.set_device_major(overlay_fs::major(md.rdev))
+            .map_err(write_err(path))?;
+        h.set_device_minor(overlay_fs::minor(md.rdev))
+            .map_err(write_err(path))?;
         self.pax_xattrs(path, xattrs)?;
         self.write(path, &mut h, std::io::empty())
     }
@@ -452,32 +446,26 @@ impl<'a, W: Write> Exporter<'a, W> {
         }
         self.tar
             .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-            .map_err(|source| ArchiveError::Write {
-                path: path.to_path_buf(),
-                source,
-            })
+            .map_err(write_err(path))
     }
 
     fn write(&mut self, path: &Path, h: &mut Header, data: impl Read) -> Result<()> {
-        self.tar
-            .append_data(h, path, data)
-            .map_err(|source| ArchiveError::Write {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        self.tar.append_data(h, path, data).map_err(write_err(path))?;
         self.stats.entries += 1;
         Ok(())
     }
 
     fn write_link(&mut self, path: &Path, h: &mut Header, target: &Path) -> Result<()> {
-        self.tar
-            .append_link(h, path, target)
-            .map_err(|source| ArchiveError::Write {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        self.tar.append_link(h, path, target).map_err(write_err(path))?;
         self.stats.entries += 1;
         Ok(())
+    }
+}
+
+fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
+    move |source| ArchiveError::Write {
+        path: path.to_path_buf(),
+        source,
     }
 }
 

@@ -117,6 +117,11 @@ impl Node {
         }
     }
 
+    /// All xattrs as name and value.
+    fn xattr_list(&self) -> Vec<(OsString, Vec<u8>)> {
+        self.xattrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
     fn set_times(&mut self, atime: Option<Timestamp>, mtime: Option<Timestamp>) {
         if let Some(t) = atime {
             self.atime = t;
@@ -961,12 +966,7 @@ impl File for MemFile {
 
     fn xattrs(&self) -> Result<Vec<(OsString, Vec<u8>)>> {
         let st = self.fs.state.lock();
-        Ok(st
-            .node(self.ino)
-            .xattrs
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(st.node(self.ino).xattr_list())
     }
 }
 
@@ -1052,22 +1052,12 @@ impl crate::Dir for MemDir {
     fn xattrs(&self, name: &OsStr) -> Result<Vec<(OsString, Vec<u8>)>> {
         let st = self.fs.state.lock();
         let (ino, _) = self.child(&st, "listxattr", name)?;
-        Ok(st
-            .node(ino)
-            .xattrs
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(st.node(ino).xattr_list())
     }
 
     fn own_xattrs(&self) -> Result<Vec<(OsString, Vec<u8>)>> {
         let st = self.fs.state.lock();
-        Ok(st
-            .node(self.ino)
-            .xattrs
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(st.node(self.ino).xattr_list())
     }
 }
 
