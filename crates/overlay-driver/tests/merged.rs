@@ -335,7 +335,7 @@ fn userxattr_mounts_keep_their_markers_in_user_overlay() {
 
 #[test]
 fn copy_up_takes_data_mode_owner_xattrs_and_parents_first() {
-    let m = mount1(&[
+    let l = layer(&[
         E::D("a"),
         E::M("a", 0o750),
         E::O("a", 3, 4),
@@ -344,12 +344,13 @@ fn copy_up_takes_data_mode_owner_xattrs_and_parents_first() {
         E::D("a/b"),
         E::M("a/b", 0o711),
         E::F("a/b/f"),
-        E::M("a/b/f", 0o4640),
         E::O("a/b/f", 5, 6),
+        E::M("a/b/f", 0o4640),
         E::X("a/b/f", "user.x", "v"),
         E::F("a/other"),
     ]);
-    m.fs.set_times(p("a/b/f"), None, Some(Timestamp::from_secs(1))).unwrap();
+    l.set_times(p("a/b/f"), None, Some(Timestamp::from_secs(1))).unwrap();
+    let m = mount(&[&l]);
     let mut f = m.fs.open_file_rw(p("a/b/f")).unwrap();
     let mut data = String::new();
     f.read_to_string(&mut data).unwrap();
@@ -642,7 +643,8 @@ fn an_upper_directory_moves_and_turns_opaque_in_a_merged_parent() {
     m.fs.mkdir(p("n2"), 0o755).unwrap();
     m.fs.rename(p("n2"), p("empty")).unwrap();
     assert!(opaque(&m.upper, "empty"));
-    assert_eq!(kind(m.fs.rename(p("empty"), p("d"))), ErrorKind::CrossDevice);
+    // Opaque, it merges nothing: it moves like any upper directory.
+    assert_eq!(kind(m.fs.rename(p("empty"), p("d"))), ErrorKind::DirectoryNotEmpty);
     m.fs.mkdir(p("n3"), 0o755).unwrap();
     assert_eq!(kind(m.fs.rename(p("n3"), p("d"))), ErrorKind::DirectoryNotEmpty);
     // Onto a whiteout.
@@ -789,10 +791,14 @@ mod differential {
     enum Lower {
         File(Vec<u8>, u32),
         Dir(u32),
-        Opaque,
+        /// An opaque directory, marked in `user.overlay.` when true.
+        Opaque(bool),
         Symlink(String),
+        /// A hard link to another path of the layer.
+        Hardlink(String),
         Whiteout,
         Fifo,
+        Device,
         Xattr(&'static str),
         Owner(u32, u32),
         SetgidDir,
@@ -824,18 +830,48 @@ mod differential {
         Read(String),
         ReadDir(String),
         Readlink(String),
+        /// Walks a directory with handles, as the archive and diff code do.
+        Walk(String),
+        /// An operation in the subtree rooted at a directory.
+        Sub(String, Box<Op>),
     }
 
-    fn name() -> impl Strategy<Value = &'static str> {
-        prop::sample::select(vec!["a", "b", "c"])
+    /// Few names, so that layers and operations keep meeting: `a` and `b`
+    /// tend to be directories, `f` and `g` files.
+    fn dir_name() -> impl Strategy<Value = &'static str> {
+        prop_oneof![4 => Just("a"), 4 => Just("b"), 1 => Just("c")]
+    }
+
+    fn leaf_name() -> impl Strategy<Value = &'static str> {
+        prop_oneof![2 => Just("a"), 2 => Just("b"), 3 => Just("f"), 3 => Just("g"), 1 => Just("c")]
+    }
+
+    /// Mostly shallow paths: one or two components, sometimes three.
+    fn depth() -> impl Strategy<Value = usize> {
+        prop_oneof![4 => Just(0usize), 4 => Just(1usize), 1 => Just(2usize)]
     }
 
     fn lower_path() -> impl Strategy<Value = String> {
-        prop::collection::vec(name(), 1..4).prop_map(|v| v.join("/"))
+        (
+            depth().prop_flat_map(|n| prop::collection::vec(dir_name(), n)),
+            leaf_name(),
+        )
+            .prop_map(|(mut v, leaf)| {
+                v.push(leaf);
+                v.join("/")
+            })
     }
 
     fn path() -> impl Strategy<Value = String> {
-        prop::collection::vec(prop_oneof![9 => name(), 1 => Just("..")], 1..4).prop_map(|v| v.join("/"))
+        let dir = prop_oneof![12 => dir_name(), 1 => Just("..")];
+        (
+            depth().prop_flat_map(move |n| prop::collection::vec(dir.clone(), n)),
+            leaf_name(),
+        )
+            .prop_map(|(mut v, leaf)| {
+                v.push(leaf);
+                v.join("/")
+            })
     }
 
     fn target() -> impl Strategy<Value = String> {
@@ -855,21 +891,30 @@ mod differential {
 
     fn lower_entry() -> impl Strategy<Value = Lower> {
         prop_oneof![
-            4 => (data(), mode()).prop_map(|(d, m)| Lower::File(d, m)),
+            7 => (data(), mode()).prop_map(|(d, m)| Lower::File(d, m)),
             4 => mode().prop_map(Lower::Dir),
-            2 => Just(Lower::Opaque),
+            2 => any::<bool>().prop_map(Lower::Opaque),
             2 => target().prop_map(Lower::Symlink),
+            1 => lower_path().prop_map(Lower::Hardlink),
             3 => Just(Lower::Whiteout),
             1 => Just(Lower::Fifo),
-            1 => prop::sample::select(vec!["user.x", "trusted.overlay.origin", "trusted.overlay.overlay.esc"])
-                .prop_map(Lower::Xattr),
+            1 => Just(Lower::Device),
+            2 => prop::sample::select(vec![
+                "user.x",
+                "trusted.t",
+                "trusted.overlay.origin",
+                "trusted.overlay.overlay.esc",
+                "user.overlay.origin",
+                "user.overlay.overlay.esc",
+            ])
+            .prop_map(Lower::Xattr),
             1 => (0u32..3, 0u32..9).prop_map(|(u, g)| Lower::Owner(u, g)),
             1 => Just(Lower::SetgidDir),
         ]
     }
 
     fn layers() -> impl Strategy<Value = Vec<Vec<(String, Lower)>>> {
-        prop::collection::vec(prop::collection::vec((lower_path(), lower_entry()), 0..10), 1..4)
+        prop::collection::vec(prop::collection::vec((lower_path(), lower_entry()), 0..16), 1..4)
     }
 
     fn xattr() -> impl Strategy<Value = &'static str> {
@@ -878,6 +923,8 @@ mod differential {
             "user.y",
             "trusted.overlay.opaque",
             "trusted.overlay.",
+            "user.overlay.opaque",
+            "user.overlay.",
             "trusted.t",
             "bogus.z",
         ])
@@ -885,13 +932,20 @@ mod differential {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
+            12 => plain_op(),
+            1 => (path(), plain_op()).prop_map(|(d, o)| Op::Sub(d, Box::new(o))),
+        ]
+    }
+
+    fn plain_op() -> impl Strategy<Value = Op> {
+        prop_oneof![
             4 => (path(), mode(), data()).prop_map(|(p, m, d)| Op::Write(p, m, d)),
             2 => (path(), data()).prop_map(|(p, d)| Op::Append(p, d)),
             1 => (path(), mode()).prop_map(|(p, m)| Op::CreateNew(p, m)),
             4 => (path(), mode()).prop_map(|(p, m)| Op::Mkdir(p, m)),
             1 => path().prop_map(Op::MkdirAll),
             2 => (target(), path()).prop_map(|(t, p)| Op::Symlink(t, p)),
-            2 => (path(), path()).prop_map(|(a, b)| Op::Hardlink(a, b)),
+            3 => (path(), path()).prop_map(|(a, b)| Op::Hardlink(a, b)),
             1 => (path(), any::<bool>()).prop_map(|(p, w)| Op::Mknod(p, w)),
             3 => (path(), xattr(), data()).prop_map(|(p, n, v)| Op::SetXattr(p, n, v)),
             1 => (path(), xattr()).prop_map(|(p, n)| Op::RemoveXattr(p, n)),
@@ -903,12 +957,13 @@ mod differential {
             1 => (path(), mode()).prop_map(|(p, m)| Op::HandleChmod(p, m)),
             3 => path().prop_map(Op::RemoveFile),
             3 => path().prop_map(Op::RemoveDir),
-            2 => path().prop_map(Op::RemoveAll),
+            1 => path().prop_map(Op::RemoveAll),
             4 => (path(), path()).prop_map(|(a, b)| Op::Rename(a, b)),
             1 => path().prop_map(Op::Metadata),
-            1 => path().prop_map(Op::Read),
+            2 => path().prop_map(Op::Read),
             1 => path().prop_map(Op::ReadDir),
             1 => path().prop_map(Op::Readlink),
+            1 => path().prop_map(Op::Walk),
         ]
     }
 
@@ -922,13 +977,20 @@ mod differential {
             let _ = match entry {
                 Lower::File(d, m) => fs.write(path, *m, d),
                 Lower::Dir(m) => fs.mkdir(path, *m),
-                Lower::Opaque => {
+                Lower::Opaque(user) => {
                     let _ = fs.mkdir(path, 0o755);
-                    fs.set_xattr(path, x("trusted.overlay.opaque"), b"y")
+                    let marker = if *user {
+                        "user.overlay.opaque"
+                    } else {
+                        "trusted.overlay.opaque"
+                    };
+                    fs.set_xattr(path, x(marker), b"y")
                 }
                 Lower::Symlink(t) => fs.symlink(Path::new(t), path),
+                Lower::Hardlink(existing) => fs.hardlink(Path::new(existing), path),
                 Lower::Whiteout => fs.mknod(path, NodeKind::WHITEOUT, 0),
                 Lower::Fifo => fs.mknod(path, NodeKind::Fifo, 0o640),
+                Lower::Device => fs.mknod(path, NodeKind::CharDevice(overlay_fs::makedev(1, 3)), 0o666),
                 Lower::Xattr(n) => fs.set_xattr(path, x(n), b"L"),
                 Lower::Owner(u, g) => fs.set_owner(path, *u, *g),
                 Lower::SetgidDir => fs.mkdir(path, 0o2775).and_then(|()| fs.set_owner(path, 0, 7)),
@@ -1044,13 +1106,67 @@ mod differential {
                 format!("{v:?}")
             }),
             Op::Readlink(path) => outcome(fs.readlink(&pb(path)), |t| format!("{t:?}")),
+            Op::Walk(path) => outcome(walk(fs, &pb(path)), |v| v),
+            Op::Sub(dir, op) => match fs.subtree(&pb(dir)) {
+                Ok(sub) => apply(&*sub, op),
+                Err(e) => Outcome::Failed(e.kind()),
+            },
         }
+    }
+
+    /// What a walk with directory handles sees below `path`.
+    fn walk(fs: &dyn Fs, path: &Path) -> overlay_fs::Result<String> {
+        fn visit(dir: &mut dyn overlay_fs::Dir, out: &mut String) -> overlay_fs::Result<()> {
+            let mut entries = dir.entries()?;
+            entries.sort();
+            for e in entries {
+                out.push_str(&format!("{:?}: ", e.name));
+                let md = match dir.metadata(&e.name) {
+                    Ok(md) => md,
+                    Err(err) => {
+                        out.push_str(&format!("{:?} {:?}\n", e.file_type, err.kind()));
+                        continue;
+                    }
+                };
+                let mut xattrs = dir.xattrs(&e.name)?;
+                xattrs.retain(|(n, _)| !kernel_bookkeeping(n));
+                xattrs.sort();
+                out.push_str(&format!("{:?} {:o} {xattrs:?}", md.file_type, md.mode));
+                match md.file_type {
+                    FileType::Directory => {
+                        out.push_str(" {\n");
+                        visit(&mut *dir.open_dir(&e.name)?, out)?;
+                        out.push('}');
+                    }
+                    FileType::Regular => {
+                        let (mut f, fmd) = dir.open_file(&e.name)?;
+                        let mut data = Vec::new();
+                        f.read_to_end(&mut data).unwrap();
+                        out.push_str(&format!(" {} {data:?}", fmd.size));
+                    }
+                    FileType::Symlink => out.push_str(&format!(" -> {:?}", dir.readlink(&e.name)?)),
+                    _ => {}
+                }
+                out.push('\n');
+            }
+            Ok(())
+        }
+        let mut dir = fs.open_dir(path)?;
+        let mut own = dir.own_xattrs()?;
+        own.retain(|(n, _)| !kernel_bookkeeping(n));
+        own.sort();
+        let mut out = format!("{own:?}\n");
+        visit(&mut *dir, &mut out)?;
+        Ok(out)
     }
 
     /// The kernel's own bookkeeping in an upper, which the model does not
     /// write: copy-up origins and "impure" directory marks.
     fn kernel_bookkeeping(name: &OsStr) -> bool {
-        matches!(name.to_str(), Some("trusted.overlay.origin" | "trusted.overlay.impure"))
+        matches!(
+            name.to_str(),
+            Some("trusted.overlay.origin" | "trusted.overlay.impure" | "user.overlay.origin" | "user.overlay.impure")
+        )
     }
 
     /// Everything observable in a tree but inode numbers, link counts,
@@ -1107,20 +1223,32 @@ mod differential {
 
     /// One case: the layers built on disk, a real mount over them, and the
     /// model over in-memory and on-disk copies.
-    fn run_case(layers: &[Vec<(String, Lower)>], ops: &[Op]) -> Result<(), TestCaseError> {
+    /// How a case mounts: `userxattr`, and read-only (no upper).
+    #[derive(Debug, Clone, Copy)]
+    struct Options {
+        userxattr: bool,
+        read_only: bool,
+    }
+
+    fn options() -> impl Strategy<Value = Options> {
+        (any::<bool>(), prop::bool::weighted(0.2)).prop_map(|(userxattr, read_only)| Options { userxattr, read_only })
+    }
+
+    fn run_case(layers: &[Vec<(String, Lower)>], ops: &[Op], opts: Options) -> Result<(), TestCaseError> {
         let tmp = tempfile::tempdir().unwrap();
         let base = tmp.path();
         let mut lower_names = Vec::new();
         let mut mem_lowers: Vec<Arc<dyn Fs>> = Vec::new();
         let mut disk_lowers: Vec<Arc<dyn Fs>> = Vec::new();
+        // A mount without an upper needs two lower layers.
+        let mut layers = layers.to_vec();
+        if opts.read_only && layers.len() < 2 {
+            layers.push(Vec::new());
+        }
         for (i, entries) in layers.iter().enumerate() {
-            for (dir, list) in [
-                (format!("l{i}"), &mut lower_names),
-                (format!("copy{i}"), &mut Vec::new()),
-            ] {
-                std::fs::create_dir(base.join(&dir)).unwrap();
-                list.push(PathBuf::from(dir));
-            }
+            std::fs::create_dir(base.join(format!("l{i}"))).unwrap();
+            std::fs::create_dir(base.join(format!("copy{i}"))).unwrap();
+            lower_names.push(PathBuf::from(format!("l{i}")));
             let host = HostFs::new(base.join(format!("l{i}"))).unwrap();
             host.set_mode(Path::new(""), 0o755).unwrap();
             build(&host, entries);
@@ -1145,7 +1273,7 @@ mod differential {
         let stack = Stack {
             base: base.to_path_buf(),
             lowers: lower_names,
-            upper: Some(Upper {
+            upper: (!opts.read_only).then(|| Upper {
                 upperdir: "u".into(),
                 workdir: "w".into(),
             }),
@@ -1153,16 +1281,17 @@ mod differential {
         };
         let settings = Settings {
             index_off: true,
+            userxattr: opts.userxattr,
             ..Default::default()
         };
         // Dropped (unmounted) before `tmp` is removed.
         let _mounted = stack.mount(&settings, Method::Legacy).unwrap();
         let kernel = HostFs::new(base.join("m")).unwrap();
-        let in_memory = OverlayFs::new(mem_lowers, Some(Arc::new(mem_upper.clone())));
-        let on_disk = OverlayFs::new(
-            disk_lowers,
-            Some(Arc::new(HostFs::new(base.join("model-upper")).unwrap())),
-        );
+        let model = |lowers, upper: Arc<dyn Fs>| {
+            OverlayFs::new(lowers, (!opts.read_only).then_some(upper)).with_xattr_namespace(opts.userxattr)
+        };
+        let in_memory = model(mem_lowers, Arc::new(mem_upper.clone()));
+        let on_disk = model(disk_lowers, Arc::new(HostFs::new(base.join("model-upper")).unwrap()));
 
         for (i, op) in ops.iter().enumerate() {
             let want = apply(&kernel, op);
@@ -1185,12 +1314,13 @@ mod differential {
         fn the_model_matches_a_real_overlay_mount(
             layers in layers(),
             ops in prop::collection::vec(op(), 1..30),
+            opts in options(),
         ) {
             if let Some(why) = skip_reason() {
                 eprintln!("skipped: the differential test {why}");
                 return Ok(());
             }
-            run_case(&layers, &ops)?;
+            run_case(&layers, &ops, opts)?;
         }
     }
 }

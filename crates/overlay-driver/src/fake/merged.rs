@@ -50,17 +50,23 @@
 //!   `mknod` of a whiteout is `PermissionDenied`.
 //! - **Rename** of a directory that any lower layer has is `CrossDevice`
 //!   (`EXDEV`); other renames copy the source up, leave a whiteout at the
-//!   old name when the old name is lower positive (moving an existing upper
-//!   whiteout there when the target was one), and make a directory moved
-//!   into a merged parent opaque.
+//!   old name when the old name is lower positive (made as a new node of
+//!   its directory, so a setgid directory's group, as `RENAME_WHITEOUT`
+//!   does; or the target's own whiteout moved there when the target was
+//!   one), and make a directory moved into a merged parent opaque.
 //! - Without an upper tree the mount is **read-only**: changes fail with
 //!   `ReadOnly`, after the checks the kernel makes first (a missing parent
 //!   is still `NotFound`, an existing name is still `AlreadyExists`).
 //!
-//! The model does not write the kernel's bookkeeping xattrs (`origin`,
-//! `impure`), nor does it model xattr whiteouts in data-only lower layers
-//! or inode numbers: `ino`, `dev` and `nlink` come from the layer that
-//! holds the entry. Directory handles name their directory by path.
+//! Not modelled: the kernel's bookkeeping xattrs in the upper (`origin`,
+//! `impure`: the model does not write them, though it honours an `origin`
+//! it finds); what lower layers written by other tools may hold and the
+//! kernel would follow (`redirect` xattrs, followed since the module's
+//! `redirect_always_follow` is on; xattr whiteouts in `opaque=x`
+//! directories; metacopy); inode numbers (`ino`, `dev` and `nlink` come
+//! from the layer that holds the entry). Directory handles, subtrees and
+//! file handles name their file by its path in the merged view, so they
+//! do not follow it through a rename as the kernel's would.
 
 use std::collections::{HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
