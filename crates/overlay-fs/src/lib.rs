@@ -59,7 +59,7 @@ mod host;
 mod hostdir;
 mod mem;
 mod metadata;
-mod path;
+pub mod path;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Seek, Write};

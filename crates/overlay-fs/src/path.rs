@@ -1,4 +1,4 @@
-//! Turning a caller's path into what both backends resolve: components
+//! Turning a caller's path into what every backend resolves: components
 //! below the root, and the final name an operation acts on.
 //!
 //! Both backends share this code so that the same path means the same thing
@@ -20,7 +20,7 @@ pub const PATH_MAX: usize = 4095;
 
 /// One component of a normalised path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Part<'a> {
+pub enum Part<'a> {
     /// `..`: up one level, never above the root.
     Up,
     /// A plain name.
@@ -29,7 +29,7 @@ pub(crate) enum Part<'a> {
 
 /// A path split for resolution.
 #[derive(Debug)]
-pub(crate) struct Split<'a> {
+pub struct Split<'a> {
     /// Components leading to the parent directory.
     pub parent: Vec<Part<'a>>,
     /// The final name, or `None` when the path names the root itself.
@@ -41,7 +41,11 @@ pub(crate) struct Split<'a> {
 /// A path whose last component is `..` is refused: it names a directory
 /// only through resolution, and every operation here acts on a name in a
 /// known parent.
-pub(crate) fn split<'a>(op: &'static str, path: &'a Path) -> Result<Split<'a>> {
+///
+/// # Errors
+///
+/// A NUL byte, a path or name too long, a final `..`; the error names `op`.
+pub fn split<'a>(op: &'static str, path: &'a Path) -> Result<Split<'a>> {
     let bytes = path.as_os_str().as_bytes();
     if bytes.contains(&0) {
         return Err(Error::new(op, path, ErrorKind::InvalidInput).with_detail("path contains a NUL byte"));
@@ -76,7 +80,11 @@ pub(crate) fn split<'a>(op: &'static str, path: &'a Path) -> Result<Split<'a>> {
 }
 
 /// Like [`split`], but the path must name something below the root.
-pub(crate) fn split_child<'a>(op: &'static str, path: &'a Path) -> Result<(Vec<Part<'a>>, &'a OsStr)> {
+///
+/// # Errors
+///
+/// As [`split`], and a path naming the root.
+pub fn split_child<'a>(op: &'static str, path: &'a Path) -> Result<(Vec<Part<'a>>, &'a OsStr)> {
     let s = split(op, path)?;
     match s.name {
         Some(name) => Ok((s.parent, name)),

@@ -79,7 +79,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use overlay_fs::{
-    Dir, DirEntry, Error, ErrorKind, File, FileType, Fs, Metadata, NAME_MAX, NodeKind, PATH_MAX, Result, Timestamp,
+    Dir, DirEntry, Error, ErrorKind, File, FileType, Fs, Metadata, NodeKind, PATH_MAX, Result, Timestamp,
 };
 use parking_lot::Mutex;
 
@@ -292,37 +292,20 @@ struct Split {
 }
 
 fn split(path: &Path) -> Kr<Split> {
-    let bytes = path.as_os_str().as_bytes();
-    if bytes.contains(&0) {
-        return Err(ErrorKind::InvalidInput);
-    }
-    if bytes.len() > PATH_MAX {
-        return Err(ErrorKind::NameTooLong);
-    }
-    let mut parts = Vec::new();
-    for c in path.components() {
-        match c {
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-            Component::ParentDir => parts.push(Part::Up),
-            Component::Normal(n) => {
-                if n.len() > NAME_MAX {
-                    return Err(ErrorKind::NameTooLong);
-                }
-                parts.push(Part::Name(n.to_os_string()));
-            }
-        }
-    }
-    match parts.pop() {
-        None => Ok(Split {
-            parent: parts,
-            name: None,
-        }),
-        Some(Part::Name(n)) => Ok(Split {
-            parent: parts,
-            name: Some(n),
-        }),
-        Some(Part::Up) => Err(ErrorKind::InvalidInput),
-    }
+    // The same normalisation as every `overlay_fs` tree, owned.
+    let s = overlay_fs::path::split("overlay", path).map_err(|e| e.kind())?;
+    let parent = s
+        .parent
+        .into_iter()
+        .map(|p| match p {
+            overlay_fs::path::Part::Up => Part::Up,
+            overlay_fs::path::Part::Name(n) => Part::Name(n.to_os_string()),
+        })
+        .collect();
+    Ok(Split {
+        parent,
+        name: s.name.map(OsStr::to_os_string),
+    })
 }
 
 /// Like [`split`], but the path must name something below the root.
