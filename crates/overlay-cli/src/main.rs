@@ -1,12 +1,250 @@
-//! The `overlay2` command.
+//! `overlay2`: a Docker-compatible overlay2 layer store from the shell.
 //!
-//! **Not implemented yet** (issue #8). Until it lands the binary says so and
-//! exits with status 1 instead of pretending to work; the runnable example of
-//! what exists today is `cargo run -p overlay-layout --example demo`
-//! (see the workspace README).
+//! ```text
+//! overlay2 [--home DIR] [--json] COMMAND
+//! ```
+//!
+//! Layers live in a home directory laid out as Docker's
+//! `/var/lib/docker/overlay2` (the `overlay-driver` crate does the work);
+//! this binary adds images (`import` of `docker save` tars, OCI layouts and
+//! OCI archives, every digest verified), JSON output for scripts, progress
+//! on a terminal, and errors that name the layer or file at fault. Exit
+//! status: 0 success, 1 error, 2 bad usage. See the crate's README.
 #![forbid(unsafe_code)]
 
-fn main() -> std::process::ExitCode {
-    eprintln!("overlay2: the command line is not implemented yet (overlay2-rs issue #8)");
-    std::process::ExitCode::FAILURE
+mod commands;
+mod demo;
+mod error;
+mod image;
+mod import;
+mod progress;
+mod stream;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "overlay2",
+    version,
+    about = "A Docker-compatible overlay2 layer store: import images, mount, diff, check",
+    after_help = "Exit status: 0 on success, 1 on error, 2 on bad usage. Most commands need root."
+)]
+pub struct Cli {
+    /// The layer store's home directory.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "OVERLAY2_HOME",
+        default_value = "/var/lib/overlay2-rs"
+    )]
+    pub home: PathBuf,
+
+    /// Print one JSON document on stdout (errors too) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an empty layer (read-only image layer, or --rw for a container layer).
+    Create {
+        /// The new layer's id.
+        id: String,
+        /// The layer to stack it on.
+        #[arg(long, value_name = "P")]
+        parent: Option<String>,
+        /// A read-write (container) layer.
+        #[arg(long)]
+        rw: bool,
+        /// Quota of a read-write layer (`10G`, `512m`; XFS with pquota only).
+        #[arg(long, value_name = "SIZE", requires = "rw", value_parser = parse_size)]
+        size: Option<String>,
+        /// SELinux mount label.
+        #[arg(long, value_name = "L")]
+        label: Option<String>,
+    },
+    /// Remove a layer (refused while other layers stack on it).
+    Rm {
+        /// The layer.
+        id: String,
+    },
+    /// Exit 0 if the layer exists, 1 if not.
+    Exists {
+        /// The layer.
+        id: String,
+    },
+    /// Mount a layer with everything below it and print the mounted path.
+    ///
+    /// The mount stays after the command exits; `umount` (from any process)
+    /// takes it down. A layer without parent is not mounted: its own
+    /// directory is printed.
+    Mount {
+        /// The layer.
+        id: String,
+        /// SELinux mount label.
+        #[arg(long, value_name = "L")]
+        label: Option<String>,
+    },
+    /// Unmount a layer mounted by `mount`.
+    Umount {
+        /// The layer.
+        id: String,
+    },
+    /// List layers: id, parent, size of its own files, mounted.
+    Ls,
+    /// Show a layer's LowerDir, UpperDir, WorkDir and MergedDir.
+    Metadata {
+        /// The layer.
+        id: String,
+    },
+    /// Show the driver's status (backing filesystem, d_type, native diff).
+    Status,
+    /// Apply a layer tar (plain, gzip or zstd) from FILE or stdin; print the bytes applied.
+    Apply {
+        /// The layer (created empty beforehand).
+        id: String,
+        /// The layer the tar is a diff against (default: the layer's parent; "" for none).
+        #[arg(long, value_name = "P")]
+        parent: Option<String>,
+        /// The tar (default: stdin).
+        file: Option<PathBuf>,
+    },
+    /// Write a layer's changes as a tar to FILE or stdout.
+    Diff {
+        /// The layer.
+        id: String,
+        /// Diff against this layer (default: the layer's parent; "" for the whole tree).
+        #[arg(long, value_name = "P")]
+        parent: Option<String>,
+        /// Write the tar here (replaced whole, only on success) instead of stdout.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// List a layer's changes, one per line: `A /path`, `C /path`, `D /path`.
+    Changes {
+        /// The layer.
+        id: String,
+        /// Compare with this layer (default: the layer's parent; "" for none).
+        #[arg(long, value_name = "P")]
+        parent: Option<String>,
+    },
+    /// Print the bytes of a layer's changed files.
+    DiffSize {
+        /// The layer.
+        id: String,
+        /// Compare with this layer (default: the layer's parent; "" for none).
+        #[arg(long, value_name = "P")]
+        parent: Option<String>,
+    },
+    /// Import an image (OCI layout directory, OCI archive, or `docker save` tar) and print its top layer id.
+    ///
+    /// Every blob is checked against its digest and every uncompressed layer
+    /// against its diff id while it streams in; layers are named by chain id
+    /// (as Docker's layer store computes it) and skipped when present. If
+    /// anything fails, the layers this import created are removed again.
+    Import {
+        /// The image: a directory or a tar (which may be gzip or zstd compressed).
+        image: PathBuf,
+    },
+    /// Look for what a crash or an interrupted import left behind; --repair fixes it.
+    Check {
+        /// Fix what is found.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Unmount every layer of this home that is mounted.
+    Cleanup,
+    /// Build a small sample image from files on this machine, import it, mount it, show it, unmount.
+    Demo,
+}
+
+/// Accepts the quota sizes the driver accepts.
+fn parse_size(s: &str) -> Result<String, String> {
+    overlay_driver::CreateOpts::with_size(s)
+        .size()
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// What a command prints on success.
+#[derive(Debug)]
+pub struct Output {
+    /// The JSON document (`--json`).
+    pub json: serde_json::Value,
+    /// The text for a person (may be empty).
+    pub text: String,
+    /// Exit status (0, or 1 for `exists` of a missing layer and a `check`
+    /// that found problems).
+    pub code: u8,
+}
+
+impl Output {
+    /// Success printing `text`, or `json` with `--json`.
+    pub fn new(json: serde_json::Value, text: impl Into<String>) -> Self {
+        Self {
+            json,
+            text: text.into(),
+            code: 0,
+        }
+    }
+}
+
+fn print_stdout(s: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is the reader's choice, not an error.
+    let _ = out.write_all(s.as_bytes()).and_then(|()| out.flush());
+}
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let json_asked = args.iter().any(|a| a == "--json");
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = e.exit_code();
+            let _ = e.print();
+            if code != 0 && json_asked {
+                let rendered = e.render().to_string();
+                let first = rendered.lines().next().unwrap_or_default();
+                let message = first.strip_prefix("error: ").unwrap_or(first);
+                let doc = serde_json::json!({ "error": message, "exit_code": code });
+                print_stdout(&format!("{doc}\n"));
+            }
+            return ExitCode::from(u8::try_from(code).unwrap_or(2));
+        }
+    };
+    match commands::run(&cli) {
+        Ok(out) => {
+            if cli.json {
+                print_stdout(&format!("{}\n", out.json));
+            } else if !out.text.is_empty() {
+                let text = if out.text.ends_with('\n') {
+                    out.text
+                } else {
+                    format!("{}\n", out.text)
+                };
+                print_stdout(&text);
+            }
+            ExitCode::from(out.code)
+        }
+        Err(e) => {
+            eprintln!("overlay2: {e}");
+            if cli.json {
+                let doc = serde_json::json!({ "error": e.message, "exit_code": e.code });
+                print_stdout(&format!("{doc}\n"));
+            }
+            ExitCode::from(e.code)
+        }
+    }
 }

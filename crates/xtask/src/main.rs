@@ -501,7 +501,9 @@ fn fuzz(root: &Path, seconds: u64) -> Result<(), Failure> {
 ///    loop.
 /// 5. Boots it with `qemu-system-x86_64 -accel tcg`, sharing the host's
 ///    root read-only over 9p. `/init` mounts it, puts a fresh `/proc`,
-///    `/sys`, `/dev` and tmpfs `/tmp` in it, and runs each test binary
+///    `/sys`, `/dev` and a tmpfs on `/mnt` (the tests' `TMPDIR`; not
+///    `/tmp`, where a clone being tested may live) in it, and runs each
+///    test binary
 ///    chrooted there (the host's loader, libraries, `mkfs.xfs`, `losetup`)
 ///    with `OVERLAY_QUOTA_VM=1`. Results come back on the serial console
 ///    as `@@VMTEST` lines; any failure, a missing result or the timeout
@@ -903,7 +905,7 @@ mod vm {
             return Err("cargo built no test binaries".into());
         }
         for test in &tests {
-            for hidden in ["/tmp", "/run", "/proc", "/sys", "/dev"] {
+            for hidden in ["/mnt", "/run", "/proc", "/sys", "/dev"] {
                 if test.path.starts_with(hidden) {
                     return Err(format!(
                         "{} is under {hidden}, which the VM mounts afresh; use a target directory elsewhere",
@@ -1153,7 +1155,7 @@ fi
 mount -t proc proc /host/proc
 mount -t sysfs sysfs /host/sys
 mount -t devtmpfs devtmpfs /host/dev
-mount -t tmpfs tmpfs /host/tmp
+mount -t tmpfs tmpfs /host/mnt
 mount -t tmpfs tmpfs /host/run
 echo "{MARK} ready $(cut -d' ' -f1 /proc/uptime) $(uname -r)"
 "#,
@@ -1163,7 +1165,7 @@ echo "{MARK} ready $(cut -d' ' -f1 /proc/uptime) $(uname -r)"
             let path = test.path.to_string_lossy().replace('\'', r"'\''");
             script.push_str(&format!(
                 "chroot /host /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-                 HOME=/root TMPDIR=/tmp OVERLAY_QUOTA_VM=1 RUST_BACKTRACE=1 '{path}' --test-threads=2\n\
+                 HOME=/root TMPDIR=/mnt OVERLAY_QUOTA_VM=1 RUST_BACKTRACE=1 '{path}' --test-threads=2\n\
                  echo \"{MARK} exit {} $?\"\n",
                 test.name
             ));
