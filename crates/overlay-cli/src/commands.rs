@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{self, IsTerminal as _, Read, Write};
 use std::path::{Path, PathBuf};
 
-use overlay_driver::{Backend as _, CreateOpts, DriverError, GraphDriver, KernelBackend, Overlay2, STAGING_PREFIX};
+use overlay_driver::{Backend as _, CreateOpts, DriverError, GraphDriver, KernelBackend, Overlay2};
 use overlay_fs::{FileType, Fs};
 use overlay_layout::{DIFF_DIR, LayerId, MERGED_DIR};
 use serde_json::{Value, json};
@@ -111,9 +111,6 @@ fn open_driver(home: &Path) -> Result<Driver> {
 
 /// A valid layer id (which the driver may still refuse later).
 fn valid_id(id: &str) -> Result<()> {
-    if id.starts_with(STAGING_PREFIX) {
-        fail!("invalid layer id {id:?}: names starting with {STAGING_PREFIX:?} are the driver's scratch");
-    }
     if id.starts_with(import::MARKER_PREFIX) {
         fail!(
             "invalid layer id {id:?}: names starting with {:?} are import markers",

@@ -24,7 +24,7 @@ use crate::options::{CreateOpts, DriverOptions};
 
 /// Names in the home that start with this are the driver's own scratch
 /// (layers being built or removed); no layer id may start with it.
-pub const STAGING_PREFIX: &str = ".tmp-";
+pub const STAGING_PREFIX: &str = overlay_layout::SCRATCH_PREFIX;
 
 /// The overlay2 driver over a backend.
 pub struct Overlay2<B> {
@@ -107,12 +107,6 @@ impl<B: Backend> Overlay2<B> {
     }
 
     fn layer_id(id: &str) -> Result<LayerId> {
-        if id.starts_with(STAGING_PREFIX) {
-            return Err(DriverError::InvalidId(overlay_layout::LayoutError::InvalidLayerId {
-                id: id.into(),
-                problem: overlay_layout::LayerIdProblem::Reserved,
-            }));
-        }
         LayerId::new(id).map_err(DriverError::InvalidId)
     }
 

@@ -109,6 +109,8 @@ pub enum LayerIdProblem {
     /// The id is a name the home uses for its own entries (`l`,
     /// `backingFsBlockDev`).
     Reserved,
+    /// The id starts with `.tmp-`, the prefix of the home's scratch entries.
+    ScratchPrefix,
 }
 
 impl fmt::Display for LayerIdProblem {
@@ -123,6 +125,11 @@ impl fmt::Display for LayerIdProblem {
             Self::Reserved => write!(
                 f,
                 "is reserved for the home's own entries ({LINK_DIR:?}, {BACKING_FS_BLOCK_DEV:?})"
+            ),
+            Self::ScratchPrefix => write!(
+                f,
+                "starts with {:?}, which marks the home's scratch entries (layers being built or removed)",
+                crate::id::SCRATCH_PREFIX
             ),
         }
     }

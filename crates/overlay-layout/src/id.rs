@@ -16,6 +16,11 @@ use crate::home::{BACKING_FS_BLOCK_DEV, LINK_DIR};
 /// shadowing the driver's own entries.
 pub const RESERVED_LAYER_IDS: [&str; 2] = [LINK_DIR, BACKING_FS_BLOCK_DEV];
 
+/// Names starting with this are scratch space in the home: layers being
+/// built or removed, files being replaced. No layer id may start with it,
+/// so a leftover is never mistaken for a layer.
+pub const SCRATCH_PREFIX: &str = ".tmp-";
+
 /// A validated layer id: a name that is safe to use as one directory entry
 /// directly under the home.
 ///
@@ -27,7 +32,8 @@ pub const RESERVED_LAYER_IDS: [&str; 2] = [LINK_DIR, BACKING_FS_BLOCK_DEV];
 /// - is at most [`LayerId::MAX_LEN`] (255) bytes, Linux's `NAME_MAX`;
 /// - has no NUL byte and no `/`;
 /// - is not `.` or `..`;
-/// - is not one of [`RESERVED_LAYER_IDS`] (`l`, `backingFsBlockDev`).
+/// - is not one of [`RESERVED_LAYER_IDS`] (`l`, `backingFsBlockDev`);
+/// - does not start with [`SCRATCH_PREFIX`] (`.tmp-`).
 ///
 /// The rules are checked in that order; the error names the first one broken.
 ///
@@ -100,6 +106,8 @@ pub(crate) fn problem(id: &str) -> Option<LayerIdProblem> {
         Some(LayerIdProblem::DotDot)
     } else if RESERVED_LAYER_IDS.contains(&id) {
         Some(LayerIdProblem::Reserved)
+    } else if id.starts_with(SCRATCH_PREFIX) {
+        Some(LayerIdProblem::ScratchPrefix)
     } else {
         None
     }
@@ -238,6 +246,10 @@ mod tests {
     #[test]
     fn rejects_quota_device_name() {
         assert_eq!(rejected("backingFsBlockDev").0, LayerIdProblem::Reserved);
+        let (problem, msg) = rejected(".tmp-create-abc");
+        assert_eq!(problem, LayerIdProblem::ScratchPrefix);
+        assert!(msg.contains("scratch"), "{msg}");
+        assert!(LayerId::new(".tmpx").is_ok() && LayerId::new("a.tmp-").is_ok());
     }
 
     #[test]

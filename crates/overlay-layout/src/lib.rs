@@ -83,7 +83,7 @@ pub use home::{
     link_target, mode, parse_link_target, relative_diff_dir, relative_layer_dir, relative_link_path,
     relative_merged_dir, relative_work_dir,
 };
-pub use id::{LayerId, RESERVED_LAYER_IDS};
+pub use id::{LayerId, RESERVED_LAYER_IDS, SCRATCH_PREFIX};
 pub use link::LinkId;
 pub use lower::{DepthLimit, Lower};
 

@@ -14,6 +14,7 @@ fn valid_layer_id(id: &str) -> bool {
         && id.len() <= 255
         && !id.contains(['/', '\0'])
         && !matches!(id, "." | ".." | "l" | "backingFsBlockDev")
+        && !id.starts_with(".tmp-")
 }
 
 fn layer_id_text() -> impl Strategy<Value = String> {
