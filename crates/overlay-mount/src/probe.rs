@@ -65,17 +65,101 @@ pub fn probe(home: &Path) -> Result<Arc<Features>> {
     }
     require_overlay()?;
     let magic = fs_magic(&key)?;
-    let features = Arc::new(Features {
-        backing_fs: fs_name(magic),
-        backing_magic: magic,
-        d_type: supports_d_type(&key)?,
-        index_param: Path::new("/sys/module/overlay/parameters/index").exists(),
-        native_diff: native_diff(&key)?,
-        userxattr: supports_userxattr(&key),
-        new_mount_api: new_mount_api(),
-    });
+    let features = match load_cached(&key, magic) {
+        Some(f) => f,
+        None => {
+            let f = Features {
+                backing_fs: fs_name(magic),
+                backing_magic: magic,
+                d_type: supports_d_type(&key)?,
+                index_param: Path::new("/sys/module/overlay/parameters/index").exists(),
+                native_diff: native_diff(&key)?,
+                userxattr: supports_userxattr(&key),
+                new_mount_api: new_mount_api(),
+            };
+            store_cached(&key, &f);
+            f
+        }
+    };
+    let features = Arc::new(features);
     CACHE.lock().insert(key, features.clone());
     Ok(features)
+}
+
+/// Where probe results outlive the process: a tmpfs, so a reboot (a new
+/// kernel, new module parameters) forgets them. Short-lived commands such
+/// as the `overlay2` CLI would otherwise pay two test mounts each time.
+const RUN_DIR: &str = "/run/overlay2-rs";
+
+fn cache_file(home: &Path) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    home.hash(&mut h);
+    PathBuf::from(RUN_DIR).join(format!("probe-{:016x}", h.finish()))
+}
+
+/// The kernel and module state the results depend on.
+fn fingerprint(home: &Path, magic: u64) -> String {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let param =
+        |name: &str| std::fs::read_to_string(format!("/sys/module/overlay/parameters/{name}")).unwrap_or_default();
+    format!(
+        "{} {magic:x} {} {} {} {}",
+        home.display(),
+        release.trim(),
+        param("metacopy").trim(),
+        param("redirect_dir").trim(),
+        param("index").trim()
+    )
+}
+
+fn store_cached(home: &Path, f: &Features) {
+    let (native, reason) = match &f.native_diff {
+        NativeDiff::Safe => (true, String::new()),
+        NativeDiff::Unsafe(r) => (false, r.replace('\n', " ")),
+    };
+    let text = format!(
+        "{}\n{} {} {} {} {}\n{reason}\n",
+        fingerprint(home, f.backing_magic),
+        f.d_type,
+        f.index_param,
+        native,
+        f.userxattr,
+        f.new_mount_api
+    );
+    // Best effort: without /run the probes simply run again next time.
+    let _ = std::fs::create_dir_all(RUN_DIR);
+    let file = cache_file(home);
+    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::write(&tmp, text).is_ok() {
+        let _ = std::fs::rename(&tmp, &file);
+    }
+}
+
+fn load_cached(home: &Path, magic: u64) -> Option<Features> {
+    let text = std::fs::read_to_string(cache_file(home)).ok()?;
+    let mut lines = text.lines();
+    if lines.next()? != fingerprint(home, magic) {
+        return None;
+    }
+    let flags: Vec<bool> = lines.next()?.split(' ').map(|w| w == "true").collect();
+    let reason = lines.next().unwrap_or("").to_string();
+    let [d_type, index_param, native, userxattr, new_api] = flags[..] else {
+        return None;
+    };
+    Some(Features {
+        backing_fs: fs_name(magic),
+        backing_magic: magic,
+        d_type,
+        index_param,
+        native_diff: if native {
+            NativeDiff::Safe
+        } else {
+            NativeDiff::Unsafe(reason)
+        },
+        userxattr,
+        new_mount_api: new_api,
+    })
 }
 
 fn errno_of(e: &std::io::Error) -> Errno {
@@ -268,4 +352,32 @@ fn supports_userxattr(home: &Path) -> bool {
         ..Settings::default()
     };
     stack.mount(&settings, Method::Legacy).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_results_survive_the_process_and_a_changed_kernel_forgets_them() {
+        let home = std::env::temp_dir().join(format!("probe-cache-test-{}", std::process::id()));
+        let f = Features {
+            backing_fs: fs_name(0xEF53),
+            backing_magic: 0xEF53,
+            d_type: true,
+            index_param: true,
+            native_diff: NativeDiff::Unsafe("kernel has CONFIG_OVERLAY_FS_REDIRECT_DIR enabled".into()),
+            userxattr: false,
+            new_mount_api: true,
+        };
+        store_cached(&home, &f);
+        if !cache_file(&home).exists() {
+            eprintln!("skipped: {RUN_DIR} is not writable here");
+            return;
+        }
+        assert_eq!(load_cached(&home, 0xEF53), Some(f));
+        // Another filesystem under the same path: probe again.
+        assert_eq!(load_cached(&home, 0x58465342), None);
+        let _ = std::fs::remove_file(cache_file(&home));
+    }
 }

@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+mod compare;
+
 /// The command-line help, printed by `cargo xtask help` and on bad usage.
 const USAGE: &str = "\
 Usage: cargo xtask <TASK> [OPTIONS]
@@ -409,19 +411,49 @@ fn ci(root: &Path) -> Result<(), Failure> {
     run_steps(root, &steps)
 }
 
-/// `cargo xtask bench [--quick]`: the criterion benchmarks only, for now.
+/// `cargo xtask bench [--quick]`: the criterion benchmarks (one group per
+/// crate), then the whole `overlay2` command beside GNU tar, du, rsync and
+/// mount(8) on real trees ([`compare`]), written into BENCHMARKS.md
+/// between its `xtask bench` markers. `--quick` runs criterion's quick
+/// mode and one small dataset.
 fn bench(root: &Path, quick: bool) -> Result<(), Failure> {
-    println!(
-        "note: this runs the criterion micro-benchmarks of crates/benches only. The \
-         whole-command comparison against GNU tar/du/cp on a loop-mounted ext4 \
-         (BENCHMARKING.md) arrives with the CLI (issue #9)."
-    );
     let step = if quick {
-        Step::cargo("bench", &["bench", "-p", "benches", "--", "--quick"])
+        Step::cargo("bench", &["bench", "-p", "benches", "--benches", "--", "--quick"])
     } else {
-        Step::cargo("bench", &["bench", "-p", "benches"])
+        Step::cargo("bench", &["bench", "-p", "benches", "--benches"])
     };
-    run_steps(root, &[step])
+    run_steps(root, &[step])?;
+    let started = Instant::now();
+    let table = compare::run(root, quick).map_err(|message| Failure::Task {
+        step: "compare",
+        message,
+    })?;
+    println!("{table}");
+    let path = root.join("BENCHMARKS.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let updated = replace_section(&text, &table);
+    std::fs::write(&path, updated).map_err(|e| Failure::Task {
+        step: "compare",
+        message: format!("{}: {e}", path.display()),
+    })?;
+    println!("==> [compare] written to BENCHMARKS.md in {}", secs(started.elapsed()));
+    Ok(())
+}
+
+const BENCH_BEGIN: &str = "<!-- cargo xtask bench: begin -->";
+const BENCH_END: &str = "<!-- cargo xtask bench: end -->";
+
+/// `text` with the part between the bench markers replaced by `table`
+/// (markers and a heading appended when absent).
+fn replace_section(text: &str, table: &str) -> String {
+    let section = format!("{BENCH_BEGIN}\n{table}\n{BENCH_END}");
+    match (text.find(BENCH_BEGIN), text.find(BENCH_END)) {
+        (Some(a), Some(b)) if a < b => format!("{}{section}{}", &text[..a], &text[b + BENCH_END.len()..]),
+        _ => format!(
+            "{}\n## The whole command against GNU tools (`cargo xtask bench`)\n\n{section}\n",
+            text.trim_end()
+        ),
+    }
 }
 
 /// `cargo xtask package`: packages and verifies every publishable crate

@@ -1,0 +1,434 @@
+//! `cargo xtask bench`'s whole-command comparison: the `overlay2` command
+//! beside GNU tar, du, rsync and mount(8) on real trees, the way
+//! `../shared/BENCHMARKING.md` says to measure on these machines: inputs on
+//! a tmpfs, every extraction into a freshly made loop-mounted ext4 with a
+//! journal, ours and the baseline interleaved, median and min of several
+//! runs, cleanup outside the timer. Writes the table into BENCHMARKS.md.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// One dataset: a tar of real files from this machine.
+struct Dataset {
+    name: &'static str,
+    /// (source dir, name inside the tar) pairs.
+    sources: Vec<(&'static str, &'static str)>,
+}
+
+fn datasets(quick: bool) -> Vec<Dataset> {
+    let small = Dataset {
+        name: "10k",
+        sources: vec![("/usr/include", "include"), ("/usr/share/zoneinfo", "zoneinfo")],
+    };
+    if quick {
+        return vec![small];
+    }
+    vec![
+        small,
+        Dataset {
+            name: "usr-share",
+            sources: vec![("/usr/share", "share")],
+        },
+        Dataset {
+            name: "100k",
+            sources: vec![("/usr/share", "a"), ("/usr/share", "b")],
+        },
+    ]
+}
+
+/// Mounts and scratch made for the run; all undone on drop.
+struct Scratch {
+    dir: PathBuf,
+    mounts: Vec<PathBuf>,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for m in self.mounts.iter().rev() {
+            let _ = Command::new("umount").arg("-d").arg(m).stderr(Stdio::null()).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn sh(cmd: &str) -> Result<String, String> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{cmd}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Seconds one run of `cmd` takes (its output discarded).
+fn time(cmd: &str) -> Result<f64, String> {
+    let start = Instant::now();
+    sh(&format!("{cmd} >/dev/null"))?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn median_min(mut v: Vec<f64>) -> Stat {
+    v.sort_by(|a, b| a.total_cmp(b));
+    (v[v.len() / 2], v[0])
+}
+
+impl Scratch {
+    /// A fresh ext4 with a journal, loop-mounted at `dir/name`.
+    fn fresh_ext4(&mut self, name: &str, size: &str) -> Result<PathBuf, String> {
+        let mnt = self.dir.join(name);
+        if self.mounts.contains(&mnt) {
+            sh(&format!("umount -d {}", mnt.display()))?;
+            self.mounts.retain(|m| m != &mnt);
+        }
+        let img = self.dir.join(format!("{name}.img"));
+        let _ = std::fs::remove_file(&img);
+        sh(&format!(
+            "truncate -s {size} {0} && mkfs.ext4 -q -F -E lazy_itable_init=1,lazy_journal_init=1 {0}",
+            img.display()
+        ))?;
+        std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
+        sh(&format!("mount -o loop {} {}", img.display(), mnt.display()))?;
+        self.mounts.push(mnt.clone());
+        Ok(mnt)
+    }
+}
+
+/// A row of the table: ours against a baseline.
+struct Row {
+    what: String,
+    ours: Stat,
+    base: Option<(String, Stat)>,
+}
+
+/// Runs the baseline and ours alternately (`run(false)`, `run(true)`).
+/// Median and minimum seconds.
+type Stat = (f64, f64);
+
+fn interleave(runs: usize, mut run: impl FnMut(bool) -> Result<f64, String>) -> Result<(Stat, Stat), String> {
+    let (mut o, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        b.push(run(false)?);
+        o.push(run(true)?);
+    }
+    Ok((median_min(o), median_min(b)))
+}
+
+/// Runs the comparison and returns the Markdown section for BENCHMARKS.md.
+pub(crate) fn run(root: &Path, quick: bool) -> Result<String, String> {
+    if sh("id -u")? != "0" {
+        return Err("the whole-command comparison mounts filesystems: run it as root".into());
+    }
+    if sh("command -v rsync").is_err() {
+        sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q rsync >/dev/null")?;
+    }
+    let runs = if quick { 1 } else { 5 };
+    println!("==> building overlay2 and the naive-diff example (release)");
+    sh(&format!(
+        "cd {} && cargo build -q --release -p overlay-cli && cargo build -q --release -p naive-diff --example changes",
+        root.display()
+    ))?;
+    let ov = root.join("target/release/overlay2");
+    let naive = root.join("target/release/examples/changes");
+    let shm = PathBuf::from(format!("/dev/shm/overlay2-xbench-{}", std::process::id()));
+    let mut s = Scratch {
+        dir: PathBuf::from(format!("/var/tmp/overlay2-xbench-{}", std::process::id())),
+        mounts: Vec::new(),
+    };
+    std::fs::create_dir_all(&s.dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&shm).map_err(|e| e.to_string())?;
+    let _shm = Scratch {
+        dir: shm.clone(),
+        mounts: Vec::new(),
+    };
+
+    let mut md = String::new();
+    let machine = sh("nproc")?
+        + " CPUs, "
+        + sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2")?.trim()
+        + ", "
+        + &sh("uname -r")?;
+    let _ = writeln!(
+        md,
+        "Machine: {machine}. Date: {}. Runs: {runs} per command, interleaved; median (min).\n",
+        sh("date -u +%Y-%m-%d")?
+    );
+    let _ = writeln!(
+        md,
+        "| dataset | command | ours | baseline | ratio |\n|---|---|---:|---:|---:|"
+    );
+    let fmt = |(m, n): Stat| format!("{m:.3} s ({n:.3})");
+
+    for d in datasets(quick) {
+        let input = shm.join(format!("{}.tar", d.name));
+        let mut tar_cmd = String::from("tar -cf");
+        let _ = write!(tar_cmd, " {}", input.display());
+        for (src, name) in &d.sources {
+            let _ = write!(
+                tar_cmd,
+                " --transform 's,^{},{},' -C / {}",
+                src.trim_start_matches('/'),
+                name,
+                src.trim_start_matches('/')
+            );
+        }
+        sh(&format!("{tar_cmd} 2>/dev/null || true"))?;
+        let entries: usize = sh(&format!("tar -tf {} | wc -l", input.display()))?
+            .parse()
+            .unwrap_or(0);
+        let bytes = std::fs::metadata(&input).map(|m| m.len()).unwrap_or(0);
+        println!("==> dataset {}: {entries} entries, {} MB", d.name, bytes >> 20);
+        let size = if bytes > 900 << 20 { "6G" } else { "3G" };
+        let mut rows = Vec::new();
+
+        // apply vs tar -xf, each into a fresh ext4.
+        let (o, b) = interleave(runs, |ours| {
+            if ours {
+                let mnt = s.fresh_ext4("ours", size)?;
+                sh(&format!("{} --home {}/h create base", ov.display(), mnt.display()))?;
+                time(&format!(
+                    "{} --home {}/h apply base {}",
+                    ov.display(),
+                    mnt.display(),
+                    input.display()
+                ))
+            } else {
+                let mnt = s.fresh_ext4("tar", size)?;
+                time(&format!("tar -xf {} -C {}", input.display(), mnt.display()))
+            }
+        })?;
+        rows.push(Row {
+            what: "apply".into(),
+            ours: o,
+            base: Some(("tar -xf".into(), b)),
+        });
+        let home = s.dir.join("ours/h");
+        let tree = s.dir.join("tar");
+        let base_diff = home.join("base/diff");
+        sh("sync")?;
+        // diff vs tar -cf, diff-size vs du -sb: page cache warm, after the apply.
+        let out = shm.join("out.tar");
+        let (o, b) = interleave(runs, |ours| {
+            if ours {
+                time(&format!(
+                    "{} --home {} diff base -o {}",
+                    ov.display(),
+                    home.display(),
+                    out.display()
+                ))
+            } else {
+                time(&format!("tar -cf {} -C {} .", out.display(), tree.display()))
+            }
+        })?;
+        rows.push(Row {
+            what: "diff".into(),
+            ours: o,
+            base: Some(("tar -cf".into(), b)),
+        });
+        let (o, b) = interleave(runs, |ours| {
+            if ours {
+                time(&format!("{} --home {} diff-size base", ov.display(), home.display()))
+            } else {
+                time(&format!("du -sb {}", tree.display()))
+            }
+        })?;
+        rows.push(Row {
+            what: "diff-size".into(),
+            ours: o,
+            base: Some(("du -sb".into(), b)),
+        });
+        // changes: a layer with 1% of the files appended to, against rsync
+        // and the naive diff of two full trees.
+        sh(&format!(
+            "{} --home {} create mod --parent base --rw",
+            ov.display(),
+            home.display()
+        ))?;
+        let merged = sh(&format!("{} --home {} mount mod", ov.display(), home.display()))?;
+        let copy = s.dir.join("tar-copy");
+        sh(&format!("cp -a {} {}", tree.display(), copy.display()))?;
+        sh(&format!(
+            "cd {m} && find . -type f | awk 'NR % 100 == 0' | while read -r f; do printf x >> \"$f\"; printf x >> \"{c}/$f\"; done",
+            m = merged,
+            c = copy.display()
+        ))?;
+        sh(&format!("{} --home {} umount mod", ov.display(), home.display()))?;
+        sh("sync")?;
+        let (o, b) = interleave(runs, |ours| {
+            if ours {
+                time(&format!("{} --home {} changes mod", ov.display(), home.display()))
+            } else {
+                time(&format!(
+                    "rsync -rn --itemize-changes -lptgoD --delete {}/ {}/",
+                    copy.display(),
+                    tree.display()
+                ))
+            }
+        })?;
+        rows.push(Row {
+            what: "changes (native, 1% changed)".into(),
+            ours: o,
+            base: Some(("rsync -rn --itemize-changes".into(), b)),
+        });
+        let (o, b) = interleave(runs, |ours| {
+            if ours {
+                time(&format!("{} {} {}", naive.display(), copy.display(), tree.display()))
+            } else {
+                time(&format!(
+                    "rsync -rn --itemize-changes -lptgoD --delete {}/ {}/",
+                    copy.display(),
+                    tree.display()
+                ))
+            }
+        })?;
+        rows.push(Row {
+            what: "changes (naive, two trees)".into(),
+            ours: o,
+            base: Some(("rsync -rn --itemize-changes".into(), b)),
+        });
+        let _ = std::fs::remove_dir_all(&copy);
+        let _ = base_diff;
+        for r in rows {
+            match r.base {
+                Some((name, b)) => {
+                    let _ = writeln!(
+                        md,
+                        "| {} ({entries} entries, {} MB) | `overlay2 {}` vs `{name}` | {} | {} | {:.2} |",
+                        d.name,
+                        bytes >> 20,
+                        r.what,
+                        fmt(r.ours),
+                        fmt(b),
+                        r.ours.0 / b.0
+                    );
+                }
+                None => {
+                    let _ = writeln!(md, "| {} | `overlay2 {}` | {} | — | — |", d.name, r.what, fmt(r.ours));
+                }
+            }
+        }
+        // Native changes of a 10-file diff over the whole base.
+        sh(&format!(
+            "{} --home {} create ten --parent base --rw",
+            ov.display(),
+            home.display()
+        ))?;
+        let merged = sh(&format!("{} --home {} mount ten", ov.display(), home.display()))?;
+        sh(&format!(
+            "cd {merged} && find . -type f | head -10 | while read -r f; do printf x >> \"$f\"; done"
+        ))?;
+        sh(&format!("{} --home {} umount ten", ov.display(), home.display()))?;
+        let mut t = Vec::new();
+        for _ in 0..runs.max(3) {
+            t.push(time(&format!(
+                "{} --home {} changes ten",
+                ov.display(),
+                home.display()
+            ))?);
+        }
+        let ten = median_min(t);
+        let _ = writeln!(
+            md,
+            "| {} | `overlay2 changes` of a 10-file layer over the base (whole command) | {} | — | target < 10 ms |",
+            d.name,
+            fmt(ten)
+        );
+    }
+
+    // Mount + umount by depth, against mount(8) of the same stack.
+    let depths: &[usize] = if quick { &[1, 16] } else { &[1, 16, 128, 500] };
+    let mnt = s.fresh_ext4("layers", "2G")?;
+    let home = mnt.join("h");
+    let mut parent: Option<String> = None;
+    let mut made = 0;
+    for &depth in depths {
+        while made < depth {
+            let id = format!("l{made}");
+            match &parent {
+                Some(p) => sh(&format!(
+                    "{} --home {} create {id} --parent {p}",
+                    ov.display(),
+                    home.display()
+                ))?,
+                None => sh(&format!("{} --home {} create {id}", ov.display(), home.display()))?,
+            };
+            parent = Some(id);
+            made += 1;
+        }
+        let top = format!("top{depth}");
+        sh(&format!(
+            "{} --home {} create {top} --parent l{} --rw",
+            ov.display(),
+            home.display(),
+            depth - 1
+        ))?;
+        let lowers = sh(&format!("cat {}/{top}/lower", home.display()))?;
+        let opts = format!("lowerdir={lowers},upperdir={top}/diff,workdir={top}/work");
+        let ours = || -> Result<f64, String> {
+            let start = Instant::now();
+            sh(&format!(
+                "{} --home {} mount {top} && {} --home {} umount {top}",
+                ov.display(),
+                home.display(),
+                ov.display(),
+                home.display()
+            ))?;
+            Ok(start.elapsed().as_secs_f64())
+        };
+        let bare = || -> Result<f64, String> {
+            if opts.len() > 4000 {
+                return Ok(f64::NAN);
+            }
+            let merged = home.join(&top).join("merged");
+            std::fs::create_dir_all(&merged).map_err(|e| e.to_string())?;
+            let start = Instant::now();
+            sh(&format!(
+                "cd {} && mount -t overlay overlay -o {opts} {top}/merged && umount {top}/merged",
+                home.display()
+            ))?;
+            Ok(start.elapsed().as_secs_f64())
+        };
+        let (o, b) = interleave(runs.max(3), |o| if o { ours() } else { bare() })?;
+        let base = if b.0.is_nan() {
+            "— (over one page)".to_string()
+        } else {
+            fmt(b)
+        };
+        let ratio = if b.0.is_nan() {
+            "—".to_string()
+        } else {
+            format!("{:.2}", o.0 / b.0)
+        };
+        let _ = writeln!(
+            md,
+            "| {depth} layers | `overlay2 mount` + `umount` vs `mount -t overlay` + `umount` (processes) | {} | {base} | {ratio} |",
+            fmt(o)
+        );
+    }
+
+    // Create and remove of many layers, whole commands.
+    let n = if quick { 50 } else { 1000 };
+    let start = Instant::now();
+    for i in 0..n {
+        sh(&format!("{} --home {} create c{i}", ov.display(), home.display()))?;
+    }
+    let create = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for i in 0..n {
+        sh(&format!("{} --home {} rm c{i}", ov.display(), home.display()))?;
+    }
+    let remove = start.elapsed().as_secs_f64();
+    let _ = writeln!(
+        md,
+        "| {n} layers | `overlay2 create` each, then `overlay2 rm` each (one process per command) | {create:.3} s, {remove:.3} s | — | — |"
+    );
+    sh(&format!("{} --home {} cleanup", ov.display(), home.display()))?;
+    Ok(md)
+}
