@@ -161,7 +161,25 @@ fn bench_depth(c: &mut Criterion, n: usize) {
     g.finish();
 }
 
+/// Building the mount data string (pure): what the driver does per mount.
+fn options(c: &mut Criterion) {
+    let mut g = c.benchmark_group("overlay-mount");
+    for n in DEPTHS {
+        let lowers: Vec<PathBuf> = benches::link_chain(n)
+            .into_iter()
+            .map(overlay_layout::relative_link_path)
+            .collect();
+        let opts =
+            overlay_mount::OverlayOptions::read_write(lowers, "id/diff".into(), "id/work".into()).index_off(true);
+        g.bench_with_input(BenchmarkId::new("options/to_data", n), &n, |b, _| {
+            b.iter(|| opts.to_data().expect("data"))
+        });
+    }
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
+    options(c);
     if !rustix::process::geteuid().is_root() || overlay_mount::probe::require_overlay().is_err() {
         eprintln!("overlay-mount benchmarks skipped: they need root and overlayfs");
         return;

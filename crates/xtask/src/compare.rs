@@ -314,6 +314,72 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<String, String> {
                 }
             }
         }
+        // Import of a two-layer `docker save` image (digests checked)
+        // against extracting the same two layer tars with GNU tar.
+        let img = shm.join("image");
+        std::fs::create_dir_all(&img).map_err(|e| e.to_string())?;
+        sh(&format!("cp {} {}/layer1.tar", input.display(), img.display()))?;
+        sh(&format!(
+            "mkdir -p {0}/l2/etc && echo top > {0}/l2/etc/top && tar -cf {0}/layer2.tar -C {0}/l2 etc",
+            img.display()
+        ))?;
+        let digest = |f: &str| sh(&format!("sha256sum {}/{f} | cut -d' ' -f1", img.display()));
+        let (d1, d2) = (digest("layer1.tar")?, digest("layer2.tar")?);
+        std::fs::write(
+            img.join("config.json"),
+            format!(r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["sha256:{d1}","sha256:{d2}"]}}}}"#),
+        )
+        .map_err(|e| e.to_string())?;
+        std::fs::write(
+            img.join("manifest.json"),
+            r#"[{"Config":"config.json","RepoTags":["bench:latest"],"Layers":["layer1.tar","layer2.tar"]}]"#,
+        )
+        .map_err(|e| e.to_string())?;
+        let image = shm.join("image.tar");
+        sh(&format!(
+            "tar -cf {} -C {} manifest.json config.json layer1.tar layer2.tar",
+            image.display(),
+            img.display()
+        ))?;
+        let _ = std::fs::remove_dir_all(&img);
+        let (o, b) = interleave(runs, |ours| {
+            if ours {
+                let mnt = s.fresh_ext4("ours", size)?;
+                time(&format!(
+                    "{} --home {}/h import {}",
+                    ov.display(),
+                    mnt.display(),
+                    image.display()
+                ))
+            } else {
+                let mnt = s.fresh_ext4("tar", size)?;
+                time(&format!(
+                    "mkdir {m}/x && tar -xOf {i} layer1.tar | tar -x -C {m}/x && tar -xOf {i} layer2.tar | tar -x -C {m}/x",
+                    m = mnt.display(),
+                    i = image.display()
+                ))
+            }
+        })?;
+        let _ = std::fs::remove_file(&image);
+        let _ = writeln!(
+            md,
+            "| {} | `overlay2 import` of a 2-layer `docker save` tar vs `tar -x` of its layers | {} | {} | {:.2} |",
+            d.name,
+            fmt(o),
+            fmt(b),
+            o.0 / b.0
+        );
+        // The apply and diff rows above used this home: make it again.
+        let mnt = s.fresh_ext4("ours", size)?;
+        sh(&format!(
+            "{} --home {}/h create base && {} --home {}/h apply base {}",
+            ov.display(),
+            mnt.display(),
+            ov.display(),
+            mnt.display(),
+            input.display()
+        ))?;
+
         // Native changes of a 10-file diff over the whole base.
         sh(&format!(
             "{} --home {} create ten --parent base --rw",
