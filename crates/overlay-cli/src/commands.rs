@@ -105,7 +105,11 @@ fn open_driver(home: &Path) -> Result<Driver> {
     };
     let backend =
         KernelBackend::new(home).map_err(|e| Failure::new(format!("cannot use home {}: {e}{hint}", home.display())))?;
+    // As deep as this kernel mounts (500 with the new mount API), not
+    // Docker's 128.
+    let depth = backend.max_depth();
     Overlay2::new(backend, &[] as &[&str])
+        .map(|d| d.with_depth_limit(depth))
         .map_err(|e| Failure::new(format!("cannot use home {}: {e}{hint}", home.display())))
 }
 

@@ -155,6 +155,18 @@ impl KernelBackend {
         })
     }
 
+    /// The deepest stack this kernel mounts: 500 lower layers with the new
+    /// mount API, else Docker's 128 (one page of mount data). The driver
+    /// keeps Docker's limit unless told otherwise
+    /// ([`Overlay2::with_depth_limit`](crate::Overlay2::with_depth_limit)).
+    pub fn max_depth(&self) -> overlay_layout::DepthLimit {
+        if overlay_mount::probe::new_mount_api() && self.method != Method::Legacy {
+            overlay_layout::DepthLimit::NEW_MOUNT_API
+        } else {
+            overlay_layout::DepthLimit::DOCKER
+        }
+    }
+
     /// Forces the mount interface (tests of both paths).
     pub fn with_method(mut self, method: Method) -> Self {
         self.method = method;

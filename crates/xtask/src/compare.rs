@@ -168,7 +168,18 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<String, String> {
 
     for d in datasets(quick) {
         let input = shm.join(format!("{}.tar", d.name));
-        let mut tar_cmd = String::from("tar -cf");
+        // A tree archived twice would make the second copy's files hard
+        // links to the first's (and GNU tar's --transform then writes links
+        // to themselves): store every copy whole.
+        let repeated = d
+            .sources
+            .iter()
+            .any(|(src, _)| d.sources.iter().filter(|(s2, _)| s2 == src).count() > 1);
+        let mut tar_cmd = String::from(if repeated {
+            "tar --hard-dereference -cf"
+        } else {
+            "tar -cf"
+        });
         let _ = write!(tar_cmd, " {}", input.display());
         for (src, name) in &d.sources {
             let _ = write!(

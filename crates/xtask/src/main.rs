@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `ci` | fmt check, clippy `-D warnings`, rustdoc `-D warnings`, then `test` |
 //! | `test` | `cargo nextest run --workspace --no-fail-fast` and the doctests |
-//! | `bench [--quick]` | the criterion benchmarks of `crates/benches` |
+//! | `bench [--quick] [--compare-only]` | criterion, then the `overlay2` command beside GNU tools, into BENCHMARKS.md |
 //! | `package` | `cargo package --workspace --allow-dirty`, excluding xtask and benches |
 //! | `fuzz [--seconds N]` | `cargo fuzz run import` in `crates/overlay-archive` for N seconds (default 60), installing cargo-fuzz first if missing |
 //! | `vm-test [--timeout S]` | the quota tests in a VM booting Debian's kernel, which has XFS quotas (module `vm`) |
@@ -35,7 +35,9 @@ Usage: cargo xtask <TASK> [OPTIONS]
 Tasks:
   ci               cargo fmt --check, clippy -D warnings, rustdoc -D warnings, then `test`
   test             cargo nextest run --workspace --no-fail-fast (or cargo test), then doctests
-  bench [--quick]  cargo bench -p benches [-- --quick]
+  bench [--quick] [--compare-only]
+                   criterion (cargo bench -p benches), then overlay2 beside tar, du,
+                   rsync and mount(8) on real trees, written into BENCHMARKS.md
   package          cargo package --workspace (all but xtask and benches), verified
   fuzz [--seconds N]
                    cargo fuzz run import (crates/overlay-archive) for N seconds (default 60),
@@ -77,7 +79,7 @@ fn main() -> ExitCode {
         }
         Task::Ci => ci(&root),
         Task::Test => run_steps(&root, &test_steps(&root)),
-        Task::Bench { quick } => bench(&root, quick),
+        Task::Bench { quick, compare_only } => bench(&root, quick, compare_only),
         Task::Package => package(&root),
         Task::Fuzz { seconds } => fuzz(&root, seconds),
         Task::VmTest { timeout } => vm::vm_test(&root, Duration::from_secs(timeout)),
@@ -100,10 +102,12 @@ enum Task {
     Ci,
     /// `cargo xtask test`.
     Test,
-    /// `cargo xtask bench [--quick]`.
+    /// `cargo xtask bench [--quick] [--compare-only]`.
     Bench {
-        /// Pass `--quick` to criterion.
+        /// Pass `--quick` to criterion, and compare on one small dataset.
         quick: bool,
+        /// Skip criterion: only the whole-command comparison.
+        compare_only: bool,
     },
     /// `cargo xtask package`.
     Package,
@@ -131,14 +135,15 @@ fn parse_args(args: &[String]) -> Result<Task, String> {
         "test" => Task::Test,
         "package" => Task::Package,
         "bench" => {
-            let mut quick = false;
+            let (mut quick, mut compare_only) = (false, false);
             for arg in rest {
                 match arg.as_str() {
                     "--quick" => quick = true,
+                    "--compare-only" => compare_only = true,
                     other => return Err(format!("unknown option `{other}` for `bench`")),
                 }
             }
-            return Ok(Task::Bench { quick });
+            return Ok(Task::Bench { quick, compare_only });
         }
         "fuzz" => {
             let seconds = seconds_option(rest, "fuzz", "--seconds")?.unwrap_or(FUZZ_DEFAULT_SECONDS);
@@ -411,18 +416,20 @@ fn ci(root: &Path) -> Result<(), Failure> {
     run_steps(root, &steps)
 }
 
-/// `cargo xtask bench [--quick]`: the criterion benchmarks (one group per
+/// `cargo xtask bench [--quick] [--compare-only]`: the criterion benchmarks (one group per
 /// crate), then the whole `overlay2` command beside GNU tar, du, rsync and
 /// mount(8) on real trees ([`compare`]), written into BENCHMARKS.md
 /// between its `xtask bench` markers. `--quick` runs criterion's quick
 /// mode and one small dataset.
-fn bench(root: &Path, quick: bool) -> Result<(), Failure> {
+fn bench(root: &Path, quick: bool, compare_only: bool) -> Result<(), Failure> {
     let step = if quick {
         Step::cargo("bench", &["bench", "-p", "benches", "--benches", "--", "--quick"])
     } else {
         Step::cargo("bench", &["bench", "-p", "benches", "--benches"])
     };
-    run_steps(root, &[step])?;
+    if !compare_only {
+        run_steps(root, &[step])?;
+    }
     let started = Instant::now();
     let table = compare::run(root, quick).map_err(|message| Failure::Task {
         step: "compare",
@@ -1518,10 +1525,26 @@ mod tests {
         assert_eq!(parse_args(&args(&["test"])), Ok(Task::Test));
         assert_eq!(parse_args(&args(&["package"])), Ok(Task::Package));
         assert_eq!(parse_args(&args(&["--help"])), Ok(Task::Help));
-        assert_eq!(parse_args(&args(&["bench"])), Ok(Task::Bench { quick: false }));
+        assert_eq!(
+            parse_args(&args(&["bench"])),
+            Ok(Task::Bench {
+                quick: false,
+                compare_only: false
+            })
+        );
+        assert_eq!(
+            parse_args(&args(&["bench", "--compare-only"])),
+            Ok(Task::Bench {
+                quick: false,
+                compare_only: true
+            })
+        );
         assert_eq!(
             parse_args(&args(&["bench", "--quick"])),
-            Ok(Task::Bench { quick: true })
+            Ok(Task::Bench {
+                quick: true,
+                compare_only: false
+            })
         );
         assert_eq!(parse_args(&args(&["fuzz"])), Ok(Task::Fuzz { seconds: 60 }));
         assert_eq!(
