@@ -229,7 +229,7 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<String, String> {
         let (o, b) = interleave(runs, |ours| {
             if ours {
                 time(&format!(
-                    "{} --home {} diff base -o {}",
+                    "{{ {} --home {} diff base > {}; }}",
                     ov.display(),
                     home.display(),
                     out.display()
