@@ -776,6 +776,11 @@ impl Model<'_> {
     fn copy_node(&self, src: Layer, path: &Path, md: &Metadata, data: bool) -> Kr<()> {
         let from = self.fs(src)?;
         let up = self.upper()?;
+        // The kernel puts the upper parent's times back after linking the
+        // copy in (`ovl_set_timestamps(upperdir, &pstat)`): a copy-up does
+        // not count as a change of the directory.
+        let parent = path.parent().unwrap_or(Path::new(""));
+        let pstat = up.metadata(parent).ok();
         match md.file_type {
             FileType::Regular => {
                 let mut out = up.create_new(path, md.mode & 0o777).k()?;
@@ -806,6 +811,9 @@ impl Model<'_> {
             } else {
                 up.remove_file(path)
             };
+        }
+        if let Some(p) = pstat {
+            let _ = up.set_times(parent, Some(p.atime), Some(p.mtime));
         }
         meta
     }
