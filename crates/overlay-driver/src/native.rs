@@ -105,12 +105,17 @@ fn same_dir(a: &Metadata, b: &Metadata) -> bool {
     a.size == b.size && a.mode == b.mode && a.mtime.sec == b.mtime.sec
 }
 
-/// The path in the uppermost lower layer that has it.
+/// The path in the uppermost lower layer that has it. An ancestor that is
+/// a file or a symlink in some lower means the path is not there.
 fn in_lowers(lowers: &[Arc<dyn Fs>], path: &Path) -> Result<Option<Metadata>, DiffError> {
     for l in lowers {
         match l.metadata(path) {
             Ok(m) => return Ok(Some(m)),
-            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::NotFound | ErrorKind::NotADirectory | ErrorKind::SymlinkLoop
+                ) => {}
             Err(source) => {
                 return Err(DiffError::Tree {
                     path: path.to_path_buf(),
