@@ -75,6 +75,13 @@ fn step(d: &dyn GraphDriver, ids: &mut Vec<(String, Option<String>)>, n: usize, 
             let Some((id, _)) = pick(*layer) else {
                 return "no layer".into();
             };
+            // Only leaves: a layer with children is someone's lower, and
+            // overlayfs leaves offline changes to a lower undefined once
+            // copy-up has used redirects or the index (Docker's layer
+            // store never writes a parent either).
+            if ids.iter().any(|(_, p)| p.as_deref() == Some(&id)) {
+                return "skip".into();
+            }
             d.get(&id, None).unwrap();
             let t = d.tree(&id).unwrap();
             let p = |s: &str| PathBuf::from(s);
