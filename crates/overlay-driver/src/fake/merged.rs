@@ -1063,17 +1063,24 @@ impl Model<'_> {
         Ok(self.copy_up(&node, true)?.path)
     }
 
-    fn set_xattr(&self, path: &Path, name: &OsStr, value: &[u8]) -> Kr<()> {
+    /// The node an xattr call on `path` acts on, with the checks in the
+    /// order the tests pin: the parent resolves, then the name and value
+    /// are checked, then the last component is looked up.
+    fn xattr_node(&self, path: &Path, name: &OsStr, value: Option<&[u8]>) -> Kr<Node> {
         let s = split(path)?;
         let dir = self.resolve_dir(s.parent)?;
-        check_xattr_args(name, Some(value))?;
-        let node = match s.name {
-            None => self.root_node(dir)?,
+        check_xattr_args(name, value)?;
+        match s.name {
+            None => self.root_node(dir),
             Some(n) => match self.lookup_child(&dir, &n)? {
-                Lookup::Found(node) => node,
-                Lookup::Missing { .. } => return Err(ErrorKind::NotFound),
+                Lookup::Found(node) => Ok(node),
+                Lookup::Missing { .. } => Err(ErrorKind::NotFound),
             },
-        };
+        }
+    }
+
+    fn set_xattr(&self, path: &Path, name: &OsStr, value: &[u8]) -> Kr<()> {
+        let node = self.xattr_node(path, name, Some(value))?;
         self.writable()?;
         if !user_xattr_allowed(name, node.md.file_type) {
             return Err(ErrorKind::PermissionDenied);
@@ -1084,16 +1091,7 @@ impl Model<'_> {
     }
 
     fn remove_xattr(&self, path: &Path, name: &OsStr) -> Kr<()> {
-        let s = split(path)?;
-        let dir = self.resolve_dir(s.parent)?;
-        check_xattr_args(name, None)?;
-        let node = match s.name {
-            None => self.root_node(dir)?,
-            Some(n) => match self.lookup_child(&dir, &n)? {
-                Lookup::Found(node) => node,
-                Lookup::Missing { .. } => return Err(ErrorKind::NotFound),
-            },
-        };
+        let node = self.xattr_node(path, name, None)?;
         self.writable()?;
         if !user_xattr_allowed(name, node.md.file_type) {
             return Err(ErrorKind::PermissionDenied);
@@ -1107,16 +1105,7 @@ impl Model<'_> {
     }
 
     fn get_xattr(&self, path: &Path, name: &OsStr) -> Kr<Option<Vec<u8>>> {
-        let s = split(path)?;
-        let dir = self.resolve_dir(s.parent)?;
-        check_xattr_args(name, None)?;
-        let node = match s.name {
-            None => self.root_node(dir)?,
-            Some(n) => match self.lookup_child(&dir, &n)? {
-                Lookup::Found(node) => node,
-                Lookup::Missing { .. } => return Err(ErrorKind::NotFound),
-            },
-        };
+        let node = self.xattr_node(path, name, None)?;
         self.node_xattr(&node, name)
     }
 
