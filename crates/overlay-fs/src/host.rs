@@ -24,8 +24,11 @@ use crate::path::{Part, split, split_child};
 use crate::{File, Fs};
 
 /// How often a resolution racing with a rename is retried (`EAGAIN` from
-/// `openat2`), as libpathrs does.
-const EAGAIN_RETRIES: usize = 128;
+/// `openat2`). The kernel's check is against every rename on the system,
+/// so a walk through `..` or a long symlink chain can lose many times in a
+/// row while other processes rename; after the first few tries each retry
+/// waits a little longer (at most about 0.5 s in all).
+const EAGAIN_RETRIES: u64 = 1024;
 
 /// The largest xattr value the kernel stores (`XATTR_SIZE_MAX`).
 const XATTR_SIZE_MAX: usize = 65536;
@@ -171,9 +174,13 @@ impl HostFs {
             rel
         };
         let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-        for _ in 0..EAGAIN_RETRIES {
+        for attempt in 0..EAGAIN_RETRIES {
             match rfs::openat2(&self.root, rel, flags | OFlags::CLOEXEC, Mode::empty(), resolve) {
-                Err(Errno::AGAIN) => continue,
+                Err(Errno::AGAIN) => {
+                    if attempt >= 16 {
+                        std::thread::sleep(std::time::Duration::from_micros(attempt.min(1000)));
+                    }
+                }
                 Err(e) => return Err(errno_err(op, path, e)),
                 Ok(fd) => return Ok(fd),
             }
