@@ -169,7 +169,13 @@ struct Job {
 
 /// Opens and reads one regular file (a loader's job).
 fn load(dir: &dyn Dir, name: &OsStr, path: &Path) -> Result<Loaded> {
-    let (mut file, md) = dir.open_file(name).map_err(tree_err(path))?;
+    let (file, md) = dir.open_file(name).map_err(tree_err(path))?;
+    read_open(file, md, path)
+}
+
+/// An open regular file's xattrs and data: small files read whole, the
+/// rest streamed by the writer.
+fn read_open(mut file: Box<dyn File>, md: Metadata, path: &Path) -> Result<Loaded> {
     let xattrs = file.xattrs().map_err(tree_err(path))?;
     let data = if md.size <= INLINE_MAX {
         let mut bytes = vec![0u8; md.size as usize];
@@ -641,15 +647,8 @@ impl Reader<'_> {
         }
         if e.file_type == FileType::Regular && !excluded {
             match parent.open_file(name) {
-                Ok((mut file, md)) => {
-                    let xattrs = file.xattrs().map_err(tree_err(path))?;
-                    let data = if md.size <= INLINE_MAX {
-                        let mut bytes = vec![0u8; md.size as usize];
-                        file.read_exact(&mut bytes).map_err(|_| shrank(path))?;
-                        Data::Inline(bytes)
-                    } else {
-                        Data::Stream(file)
-                    };
+                Ok((file, md)) => {
+                    let Loaded { md, xattrs, data } = read_open(file, md, path)?;
                     return Ok(tx
                         .send(Item::Regular {
                             path: path.to_path_buf(),
