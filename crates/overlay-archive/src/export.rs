@@ -1,17 +1,19 @@
 //! Tree to tar: a layer's files as an uncompressed, deterministic tar.
 //!
 //! The work is spread over threads, since an export is a long run of small
-//! system calls: a walker lists and stats the tree with directory handles,
-//! two loaders open and read regular files, and the caller's thread writes
-//! the tar in the walker's order, waiting for each file's slot to be
-//! filled. The loaders' calls (an `O_PATH` open, `fstat`, the reopen, xattrs,
-//! `read`, two closes: the price of never opening a device node) overlap
-//! with the walk and the writes, which is how the export keeps pace with
-//! `tar -cf`.
+//! system calls: a walker lists and stats the tree with directory handles
+//! and cuts it into batches of entries in tar order; two loaders take whole
+//! batches and open and read their regular files; the caller's thread
+//! writes the batches in order. Handing over batches, not files, keeps the
+//! threads' wake-ups and allocations to one per batch. The loaders' calls
+//! (an `O_PATH` open, `fstat`, the reopen, xattrs, `read`, two closes: the
+//! price of never opening a device node) overlap with the walk and the
+//! writes, which is how the export stays ahead of `tar -cf`.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
+use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -85,22 +87,36 @@ const INLINE_MAX: u64 = 64 * 1024;
 const LOADERS: usize = 2;
 /// Bytes read from a large file at a time.
 const CHUNK: usize = 1 << 20;
-/// Entries sent together: one wake-up of the writer per batch, not per file.
-const BATCH_ITEMS: usize = 128;
-/// Bytes of file data after which a batch is sent early.
-const BATCH_BYTES: usize = 4 << 20;
-/// Batches in flight between the threads (bounded memory: about 16 MiB).
+/// Entries per batch: the unit the threads hand over, so that a hand-over
+/// (a wake-up, an allocation for the data) is paid per batch, not per file.
+const BATCH_ITEMS: usize = 64;
+/// Batches between the walker and the writer. Bounds memory (at most
+/// `BATCH_ITEMS * INLINE_MAX` of data per batch, usually far less) and open
+/// descriptors (one per large file waiting to be streamed).
 const QUEUE: usize = 4;
 
-/// One entry, read and ready to be written.
+/// A run of entries in tar order: made by the walker, its regular files
+/// read by a loader, then written by the writer.
+#[derive(Default)]
+struct Batch {
+    items: Vec<Item>,
+    /// The small files' contents, back to back.
+    data: Vec<u8>,
+}
+
+/// One entry.
 enum Item {
     Dir {
         path: PathBuf,
         md: Metadata,
         xattrs: Xattrs,
     },
-    /// A regular file a loader is reading.
-    Pending { path: PathBuf, slot: Arc<Slot> },
+    /// A regular file (says readdir) for a loader to open and read.
+    Unloaded {
+        dir: Arc<dyn Dir>,
+        name: OsString,
+        path: PathBuf,
+    },
     Regular {
         path: PathBuf,
         md: Metadata,
@@ -123,33 +139,34 @@ enum Item {
 type Xattrs = Vec<(OsString, Vec<u8>)>;
 
 enum Data {
-    Inline(Vec<u8>),
+    /// A range of the batch's `data`.
+    Inline(Range<usize>),
     Stream(Box<dyn File>),
 }
 
-/// A regular file as a loader hands it over.
-struct Loaded {
-    md: Metadata,
-    xattrs: Xattrs,
-    data: Data,
-}
-
-/// Where a loader puts a file for the writer, who waits for it.
+/// A batch on its way: filled by a loader (or the walker), waited for by
+/// the writer, which receives the tickets in tar order.
 #[derive(Default)]
-struct Slot {
-    value: Mutex<Option<Result<Loaded>>>,
+struct Ticket {
+    batch: Mutex<Option<Result<Batch>>>,
     ready: Condvar,
 }
 
-impl Slot {
-    fn fill(&self, v: Result<Loaded>) {
-        let mut g = self.value.lock().unwrap_or_else(|p| p.into_inner());
+impl Ticket {
+    fn filled(v: Result<Batch>) -> Arc<Self> {
+        let t = Arc::new(Self::default());
+        t.fill(v);
+        t
+    }
+
+    fn fill(&self, v: Result<Batch>) {
+        let mut g = self.batch.lock().unwrap_or_else(|p| p.into_inner());
         *g = Some(v);
         self.ready.notify_one();
     }
 
-    fn wait(&self) -> Result<Loaded> {
-        let mut g = self.value.lock().unwrap_or_else(|p| p.into_inner());
+    fn wait(&self) -> Result<Batch> {
+        let mut g = self.batch.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(v) = g.take() {
                 return v;
@@ -159,32 +176,99 @@ impl Slot {
     }
 }
 
-/// A file for a loader to read.
-struct Job {
-    dir: Arc<dyn Dir>,
-    name: OsString,
-    path: PathBuf,
-    slot: Arc<Slot>,
+/// Opens and reads the batch's regular files (a loader's job).
+fn load_batch(batch: &mut Batch) -> Result<()> {
+    let Batch { items, data } = batch;
+    for item in items.iter_mut() {
+        if let Item::Unloaded { dir, name, path } = item {
+            let path = std::mem::take(path);
+            *item = match dir.open_file(name) {
+                Ok((file, md)) => read_open(file, md, path, data)?,
+                // Replaced since readdir: write it as what it is now (a
+                // directory without its contents: the tree changed under
+                // the export, and each entry shows one state of it).
+                Err(err) if replaced(&err) => {
+                    let md = dir.metadata(name).map_err(tree_err(&path))?;
+                    match md.file_type {
+                        FileType::Directory => {
+                            let xattrs = dir.open_dir(name).and_then(|d| d.own_xattrs());
+                            let xattrs = xattrs.map_err(tree_err(&path))?;
+                            Item::Dir { path, md, xattrs }
+                        }
+                        _ => match other_item(&**dir, name, path, md)? {
+                            Some(item) => item,
+                            None => continue,
+                        },
+                    }
+                }
+                Err(source) => return Err(ArchiveError::Tree { path, source }),
+            };
+        }
+    }
+    // Sockets replaced files: drop what stayed unloaded.
+    items.retain(|i| !matches!(i, Item::Unloaded { .. }));
+    Ok(())
 }
 
-/// Opens and reads one regular file (a loader's job).
-fn load(dir: &dyn Dir, name: &OsStr, path: &Path) -> Result<Loaded> {
-    let (file, md) = dir.open_file(name).map_err(tree_err(path))?;
-    read_open(file, md, path)
+/// Whether opening a file failed because it is no longer a regular file.
+fn replaced(err: &overlay_fs::Error) -> bool {
+    matches!(
+        err.kind(),
+        overlay_fs::ErrorKind::NotARegularFile
+            | overlay_fs::ErrorKind::IsADirectory
+            | overlay_fs::ErrorKind::SymlinkLoop
+    )
 }
 
-/// An open regular file's xattrs and data: small files read whole, the
-/// rest streamed by the writer.
-fn read_open(mut file: Box<dyn File>, md: Metadata, path: &Path) -> Result<Loaded> {
-    let xattrs = file.xattrs().map_err(tree_err(path))?;
+/// An open regular file as an item: small files read whole into `data`,
+/// the rest streamed by the writer.
+fn read_open(mut file: Box<dyn File>, md: Metadata, path: PathBuf, data: &mut Vec<u8>) -> Result<Item> {
+    let xattrs = file.xattrs().map_err(tree_err(&path))?;
     let data = if md.size <= INLINE_MAX {
-        let mut bytes = vec![0u8; md.size as usize];
-        file.read_exact(&mut bytes).map_err(|_| shrank(path))?;
-        Data::Inline(bytes)
+        let start = data.len();
+        data.resize(start + md.size as usize, 0);
+        if file.read_exact(&mut data[start..]).is_err() {
+            return Err(shrank(&path));
+        }
+        Data::Inline(start..data.len())
     } else {
         Data::Stream(file)
     };
-    Ok(Loaded { md, xattrs, data })
+    Ok(Item::Regular { path, md, xattrs, data })
+}
+
+/// The entry for a symlink, device, fifo or (`None`) socket.
+fn other_item(parent: &dyn Dir, name: &OsStr, path: PathBuf, md: Metadata) -> Result<Option<Item>> {
+    Ok(Some(match md.file_type {
+        FileType::Symlink => {
+            let target = parent.readlink(name).map_err(tree_err(&path))?;
+            let xattrs = parent.xattrs(name).map_err(tree_err(&path))?;
+            Item::Symlink {
+                path,
+                md,
+                xattrs,
+                target,
+            }
+        }
+        FileType::CharDevice | FileType::BlockDevice | FileType::Fifo => {
+            // A whiteout's xattrs are overlayfs's own; skip the read.
+            let xattrs = if md.is_whiteout() {
+                Vec::new()
+            } else {
+                parent.xattrs(name).map_err(tree_err(&path))?
+            };
+            Item::Special { path, md, xattrs }
+        }
+        // Tar has no sockets; Docker skips them too.
+        FileType::Socket => return Ok(None),
+        // Swapped again since the caller looked.
+        FileType::Regular | FileType::Directory => {
+            return Err(ArchiveError::Tree {
+                path,
+                source: overlay_fs::Error::new("export", Path::new(name), overlay_fs::ErrorKind::NotARegularFile),
+            });
+        }
+    }))
 }
 
 /// Writes entries of a tree into a tar stream, for callers that choose what
@@ -199,6 +283,8 @@ pub struct Exporter<'a, W: Write> {
     stats: ExportStats,
     /// Read buffer for streamed files, reused.
     buf: Vec<u8>,
+    /// Where written batches' data buffers go back to the loaders.
+    spare: Option<crossbeam::channel::Sender<Vec<u8>>>,
 }
 
 impl<'a, W: Write> Exporter<'a, W> {
@@ -218,6 +304,7 @@ impl<'a, W: Write> Exporter<'a, W> {
             links: HashMap::new(),
             stats: ExportStats::default(),
             buf: Vec::new(),
+            spare: None,
         })
     }
 
@@ -275,67 +362,95 @@ impl<'a, W: Write> Exporter<'a, W> {
         Ok((out, stats))
     }
 
-    /// Reads on a second thread, writes on this one.
+    /// Walks on one thread, loads files on [`LOADERS`] more, and writes
+    /// on this one.
     fn run(&mut self, path: &Path, recurse: bool) -> Result<()> {
-        let (tx, rx) = sync_channel::<Result<Vec<Item>>>(QUEUE);
+        let (tx, rx) = sync_channel::<Arc<Ticket>>(QUEUE);
         let exclude = self.exclude.clone();
         let reader = Reader {
             fs: self.fs,
             exclude: &exclude,
         };
         if !recurse {
-            // One entry at most: no thread for it.
-            let mut out = Batch::new(tx);
-            reader.start(path, recurse, &mut out)?;
-            out.flush();
-            drop(out);
+            // One entry at most: no threads for it.
+            let mut out = Collector::new(tx, None);
+            match reader.start(path, recurse, &mut out) {
+                Ok(()) => out.finish(),
+                Err(e) => out.fail(e),
+            }
             return self.consume(rx);
         }
         std::thread::scope(|scope| {
-            let (jobs_tx, jobs_rx) = crossbeam::channel::bounded::<Job>(QUEUE * BATCH_ITEMS);
+            let (jobs_tx, jobs_rx) = crossbeam::channel::bounded::<(Batch, Arc<Ticket>)>(QUEUE);
+            // Data buffers go back from the writer to the loaders, so a
+            // long export allocates (and faults in) a handful, not one per
+            // batch.
+            let (spare_tx, spare_rx) = crossbeam::channel::bounded::<Vec<u8>>(QUEUE + LOADERS + 1);
+            self.spare = Some(spare_tx);
             for _ in 0..LOADERS {
                 let jobs_rx = jobs_rx.clone();
+                let spare_rx = spare_rx.clone();
                 scope.spawn(move || {
-                    for job in jobs_rx {
-                        job.slot.fill(load(&*job.dir, &job.name, &job.path));
+                    for (mut batch, ticket) in jobs_rx {
+                        // The writer gave up: skip the reads.
+                        if Arc::strong_count(&ticket) == 1 {
+                            continue;
+                        }
+                        if let Ok(buf) = spare_rx.try_recv() {
+                            batch.data = buf;
+                        }
+                        let loaded = load_batch(&mut batch).map(|()| batch);
+                        ticket.fill(loaded);
                     }
                 });
             }
             scope.spawn(move || {
-                let mut out = Batch::new(tx);
-                out.jobs = Some(jobs_tx);
+                let mut out = Collector::new(tx, Some(jobs_tx));
                 match reader.start(path, recurse, &mut out) {
-                    Ok(()) => out.flush(),
-                    // The writer may have stopped listening: nothing to do.
+                    Ok(()) => out.finish(),
                     Err(e) => out.fail(e),
                 }
             });
-            self.consume(rx)
+            let done = self.consume(rx);
+            self.spare = None;
+            done
         })
     }
 
-    fn consume(&mut self, rx: Receiver<Result<Vec<Item>>>) -> Result<()> {
-        // Leaving early drops `rx`, which makes the reader's next send fail
+    fn consume(&mut self, rx: Receiver<Arc<Ticket>>) -> Result<()> {
+        // Leaving early drops `rx`, which makes the walker's next send fail
         // and end its walk.
-        for item in rx.into_iter().map(|b| b.map(Vec::into_iter)).flat_map(flatten) {
-            match item? {
-                Item::Dir { path, md, xattrs } => self.write_dir(&path, &md, xattrs)?,
-                Item::Pending { path, slot } => {
-                    let Loaded { md, xattrs, data } = slot.wait()?;
-                    self.write_regular(&path, &md, xattrs, data)?;
+        for ticket in rx {
+            let Batch { items, mut data } = ticket.wait()?;
+            for item in items {
+                match item {
+                    Item::Dir { path, md, xattrs } => self.write_dir(&path, &md, xattrs)?,
+                    Item::Regular {
+                        path,
+                        md,
+                        xattrs,
+                        data: d,
+                    } => {
+                        self.write_regular(&path, &md, xattrs, d, &data)?;
+                    }
+                    Item::Symlink {
+                        path,
+                        md,
+                        xattrs,
+                        target,
+                    } => {
+                        let mut h = self.header(&md, EntryType::Symlink)?;
+                        self.pax_xattrs(&path, xattrs)?;
+                        self.write_link(&path, &mut h, &target)?;
+                    }
+                    Item::Special { path, md, xattrs } => self.write_special(&path, &md, xattrs)?,
+                    // Loaded before the batch is handed over.
+                    Item::Unloaded { .. } => {}
                 }
-                Item::Regular { path, md, xattrs, data } => self.write_regular(&path, &md, xattrs, data)?,
-                Item::Symlink {
-                    path,
-                    md,
-                    xattrs,
-                    target,
-                } => {
-                    let mut h = self.header(&md, EntryType::Symlink)?;
-                    self.pax_xattrs(&path, xattrs)?;
-                    self.write_link(&path, &mut h, &target)?;
-                }
-                Item::Special { path, md, xattrs } => self.write_special(&path, &md, xattrs)?,
+            }
+            if let Some(spare) = &self.spare {
+                data.clear();
+                let _ = spare.try_send(data);
             }
         }
         Ok(())
@@ -373,7 +488,7 @@ impl<'a, W: Write> Exporter<'a, W> {
         Ok(())
     }
 
-    fn write_regular(&mut self, path: &Path, md: &Metadata, xattrs: Xattrs, data: Data) -> Result<()> {
+    fn write_regular(&mut self, path: &Path, md: &Metadata, xattrs: Xattrs, data: Data, inline: &[u8]) -> Result<()> {
         if md.nlink > 1 {
             if let Some(first) = self.links.get(&(md.dev, md.ino)).cloned() {
                 let mut h = self.header(md, EntryType::Link)?;
@@ -385,7 +500,7 @@ impl<'a, W: Write> Exporter<'a, W> {
         h.set_size(md.size);
         self.pax_xattrs(path, xattrs)?;
         match data {
-            Data::Inline(bytes) => self.write(path, &mut h, &bytes[..])?,
+            Data::Inline(range) => self.write(path, &mut h, &inline[range])?,
             Data::Stream(file) => {
                 let mut buf = std::mem::take(&mut self.buf);
                 let mut reader = Chunks {
@@ -499,72 +614,74 @@ struct Reader<'a> {
 /// The writer hung up: stop walking quietly.
 struct HungUp;
 
-/// Turns batches (or an error) into a stream of single results.
-fn flatten(batch: Result<std::vec::IntoIter<Item>>) -> Box<dyn Iterator<Item = Result<Item>>> {
-    match batch {
-        Ok(items) => Box::new(items.map(Ok)),
-        Err(e) => Box::new(std::iter::once(Err(e))),
-    }
-}
-
-/// Items collected on the reading side and sent in batches.
-struct Batch {
-    tx: SyncSender<Result<Vec<Item>>>,
-    items: Vec<Item>,
-    bytes: usize,
+/// The walker's side of the hand-over: collects entries into batches and
+/// sends each to a loader (if it has files to read) and, in order, to the
+/// writer.
+struct Collector {
+    to_writer: SyncSender<Arc<Ticket>>,
     /// The loaders' queue; without it files are read on the walker.
-    jobs: Option<crossbeam::channel::Sender<Job>>,
+    to_loaders: Option<crossbeam::channel::Sender<(Batch, Arc<Ticket>)>>,
+    batch: Batch,
+    unloaded: bool,
 }
 
-impl Batch {
-    fn new(tx: SyncSender<Result<Vec<Item>>>) -> Self {
+impl Collector {
+    fn new(
+        to_writer: SyncSender<Arc<Ticket>>,
+        to_loaders: Option<crossbeam::channel::Sender<(Batch, Arc<Ticket>)>>,
+    ) -> Self {
         Self {
-            tx,
-            items: Vec::with_capacity(BATCH_ITEMS),
-            bytes: 0,
-            jobs: None,
+            to_writer,
+            to_loaders,
+            batch: Batch::default(),
+            unloaded: false,
         }
     }
 
-    fn send(&mut self, item: Item) -> std::result::Result<(), HungUp> {
-        if let Item::Regular {
-            data: Data::Inline(d), ..
-        } = &item
-        {
-            self.bytes += d.len();
+    fn push(&mut self, item: Item) -> std::result::Result<(), HungUp> {
+        self.unloaded |= matches!(item, Item::Unloaded { .. });
+        if self.batch.items.capacity() == 0 {
+            self.batch.items.reserve_exact(BATCH_ITEMS);
         }
-        // A streamed file holds a descriptor open until it is written:
-        // send it promptly rather than hold many.
-        let stream = matches!(
-            item,
-            Item::Regular {
-                data: Data::Stream(_),
-                ..
-            }
-        );
-        self.items.push(item);
-        if stream || self.items.len() >= BATCH_ITEMS || self.bytes >= BATCH_BYTES {
-            let items = std::mem::replace(&mut self.items, Vec::with_capacity(BATCH_ITEMS));
-            self.bytes = 0;
-            self.tx.send(Ok(items)).map_err(|_| HungUp)?;
+        self.batch.items.push(item);
+        if self.batch.items.len() >= BATCH_ITEMS {
+            self.ship()?;
         }
         Ok(())
     }
 
-    fn flush(&mut self) {
-        if !self.items.is_empty() {
-            let _ = self.tx.send(Ok(std::mem::take(&mut self.items)));
+    fn ship(&mut self) -> std::result::Result<(), HungUp> {
+        if self.batch.items.is_empty() {
+            return Ok(());
         }
+        let batch = std::mem::take(&mut self.batch);
+        let ticket = match (&self.to_loaders, std::mem::take(&mut self.unloaded)) {
+            (Some(loaders), true) => {
+                let ticket = Arc::new(Ticket::default());
+                // The writer's copy first, so a loader that finds itself
+                // holding the only one knows the writer is gone.
+                self.to_writer.send(ticket.clone()).map_err(|_| HungUp)?;
+                return loaders.send((batch, ticket)).map_err(|_| HungUp);
+            }
+            _ => Ticket::filled(Ok(batch)),
+        };
+        self.to_writer.send(ticket).map_err(|_| HungUp)
+    }
+
+    fn finish(mut self) {
+        // The writer may have stopped listening: nothing to do.
+        let _ = self.ship();
     }
 
     fn fail(mut self, e: ArchiveError) {
-        self.flush();
-        let _ = self.tx.send(Err(e));
+        if self.ship().is_ok() {
+            let _ = self.to_writer.send(Ticket::filled(Err(e)));
+        }
     }
 }
 
 impl Reader<'_> {
-    fn start(&self, path: &Path, recurse: bool, tx: &mut Batch) -> Result<()> {
+    fn start(&self, path: &Path, recurse: bool, tx: &mut Collector) -> Result<()> {
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
             // The root has no entry of its own.
             if recurse {
@@ -573,15 +690,14 @@ impl Reader<'_> {
             }
             return Ok(());
         };
-        let parent_dir = self.fs.open_dir(parent).map_err(tree_err(parent))?;
+        let parent_dir: Arc<dyn Dir> = Arc::from(self.fs.open_dir(parent).map_err(tree_err(parent))?);
         let md = parent_dir.metadata(name).map_err(tree_err(path))?;
-        let file_type = md.file_type;
         let entry = DirEntry {
             name: name.to_os_string(),
-            file_type,
+            file_type: md.file_type,
             ino: md.ino,
         };
-        if let Ok(Some(child)) = self.entry(&*parent_dir, None, &entry, path, tx)?
+        if let Ok(Some(child)) = self.entry(&parent_dir, &entry, path, tx)?
             && recurse
         {
             let _ = self.walk(child, path, tx)?;
@@ -590,14 +706,14 @@ impl Reader<'_> {
     }
 
     /// Sends everything below the directory `dir` (at `path`), in order.
-    fn walk(&self, mut dir: Box<dyn Dir>, path: &Path, tx: &mut Batch) -> Result<std::result::Result<(), HungUp>> {
+    fn walk(&self, mut dir: Box<dyn Dir>, path: &Path, tx: &mut Collector) -> Result<std::result::Result<(), HungUp>> {
         let mut entries = dir.entries().map_err(tree_err(path))?;
         entries.sort_unstable_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
         // Loaders read this directory's files through a shared handle.
         let shared: Arc<dyn Dir> = Arc::from(dir);
         for e in entries {
             let child_path = path.join(&e.name);
-            match self.entry(&*shared, Some(&shared), &e, &child_path, tx)? {
+            match self.entry(&shared, &e, &child_path, tx)? {
                 Ok(Some(child)) => {
                     if self.walk(child, &child_path, tx)?.is_err() {
                         return Ok(Err(HungUp));
@@ -614,58 +730,30 @@ impl Reader<'_> {
     /// returns its open handle.
     fn entry(
         &self,
-        parent: &dyn Dir,
-        shared: Option<&Arc<dyn Dir>>,
+        parent: &Arc<dyn Dir>,
         e: &DirEntry,
         path: &Path,
-        tx: &mut Batch,
+        tx: &mut Collector,
     ) -> Result<std::result::Result<Option<Box<dyn Dir>>, HungUp>> {
         let excluded = self.exclude.excludes(path);
         let name = e.name.as_os_str();
         // A regular file (says readdir): open it first and take the metadata
         // of the opened inode, saving a stat and any race between the two.
-        if e.file_type == FileType::Regular
-            && !excluded
-            && let (Some(jobs), Some(shared)) = (&tx.jobs, shared)
-        {
-            let slot = Arc::new(Slot::default());
-            let job = Job {
-                dir: shared.clone(),
-                name: e.name.clone(),
-                path: path.to_path_buf(),
-                slot: slot.clone(),
-            };
-            if jobs.send(job).is_err() {
-                return Ok(Err(HungUp));
-            }
-            return Ok(tx
-                .send(Item::Pending {
-                    path: path.to_path_buf(),
-                    slot,
-                })
-                .map(|()| None));
-        }
         if e.file_type == FileType::Regular && !excluded {
+            if tx.to_loaders.is_some() {
+                let item = Item::Unloaded {
+                    dir: parent.clone(),
+                    name: e.name.clone(),
+                    path: path.to_path_buf(),
+                };
+                return Ok(tx.push(item).map(|()| None));
+            }
             match parent.open_file(name) {
                 Ok((file, md)) => {
-                    let Loaded { md, xattrs, data } = read_open(file, md, path)?;
-                    return Ok(tx
-                        .send(Item::Regular {
-                            path: path.to_path_buf(),
-                            md,
-                            xattrs,
-                            data,
-                        })
-                        .map(|()| None));
+                    let item = read_open(file, md, path.to_path_buf(), &mut tx.batch.data)?;
+                    return Ok(tx.push(item).map(|()| None));
                 }
-                // Replaced since readdir: handle it as what it is now.
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        overlay_fs::ErrorKind::NotARegularFile
-                            | overlay_fs::ErrorKind::IsADirectory
-                            | overlay_fs::ErrorKind::SymlinkLoop
-                    ) => {}
+                Err(err) if replaced(&err) => {}
                 Err(source) => {
                     return Err(ArchiveError::Tree {
                         path: path.to_path_buf(),
@@ -683,20 +771,19 @@ impl Reader<'_> {
                 let dir = parent.open_dir(name).map_err(tree_err(path))?;
                 if !excluded {
                     let xattrs = dir.own_xattrs().map_err(tree_err(path))?;
-                    if tx
-                        .send(Item::Dir {
-                            path: path.to_path_buf(),
-                            md,
-                            xattrs,
-                        })
-                        .is_err()
-                    {
+                    let item = Item::Dir {
+                        path: path.to_path_buf(),
+                        md,
+                        xattrs,
+                    };
+                    if tx.push(item).is_err() {
                         return Ok(Err(HungUp));
                     }
                 }
                 return Ok(Ok(Some(dir)));
             }
             _ if excluded => return Ok(Ok(None)),
+            // Turned into a file since readdir said otherwise.
             FileType::Regular => {
                 let (file, md) = parent.open_file(name).map_err(tree_err(path))?;
                 let xattrs = file.xattrs().map_err(tree_err(path))?;
@@ -707,34 +794,20 @@ impl Reader<'_> {
                     data: Data::Stream(file),
                 }
             }
-            FileType::Symlink => {
-                let target = parent.readlink(name).map_err(tree_err(path))?;
-                let xattrs = parent.xattrs(name).map_err(tree_err(path))?;
-                Item::Symlink {
-                    path: path.to_path_buf(),
-                    md,
-                    xattrs,
-                    target,
-                }
-            }
-            FileType::CharDevice | FileType::BlockDevice | FileType::Fifo => {
-                // A whiteout's xattrs are overlayfs's own; skip the read.
-                let xattrs = if md.is_whiteout() {
-                    Vec::new()
-                } else {
-                    parent.xattrs(name).map_err(tree_err(path))?
-                };
-                Item::Special {
-                    path: path.to_path_buf(),
-                    md,
-                    xattrs,
-                }
-            }
-            // Tar has no sockets; Docker skips them too.
-            FileType::Socket => return Ok(Ok(None)),
+            _ => match other_item(&**parent, name, path.to_path_buf(), md)? {
+                Some(item) => item,
+                None => return Ok(Ok(None)),
+            },
         };
-        Ok(tx.send(item).map(|()| None))
+        Ok(tx.push(item).map(|()| None))
     }
+}
+
+/// Destinations at least this large are read into without [`Chunks`]'s buffer.
+const DIRECT_MIN: usize = 64 * 1024;
+
+fn shrank_io() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank while it was being read")
 }
 
 /// Reads exactly the announced size of a large file in [`CHUNK`]s through
@@ -756,16 +829,24 @@ impl Read for Chunks<'_> {
             if self.left == 0 {
                 return Ok(0);
             }
+            // A large destination (a `BufWriter`'s buffer, through
+            // `io::copy`) is read into directly, saving a copy.
+            if out.len() >= DIRECT_MIN {
+                let want = (self.left.min(out.len() as u64)) as usize;
+                let n = self.file.read(&mut out[..want])?;
+                if n == 0 {
+                    return Err(shrank_io());
+                }
+                self.left -= n as u64;
+                return Ok(n);
+            }
             let want = (self.left.min(CHUNK as u64)) as usize;
             if self.buf.len() < want {
                 self.buf.resize(want, 0);
             }
             let n = self.file.read(&mut self.buf[..want])?;
             if n == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "file shrank while it was being read",
-                ));
+                return Err(shrank_io());
             }
             self.left -= n as u64;
             (self.pos, self.filled) = (0, n);

@@ -268,12 +268,7 @@ pub(crate) fn pin_at(op: &'static str, path: &Path, dir: BorrowedFd<'_>, name: &
 /// Reopens a pinned node through its `/proc/self/fd` entry, which names
 /// exactly that inode.
 pub(crate) fn reopen(op: &'static str, path: &Path, fd: &OwnedFd, flags: OFlags) -> Result<OwnedFd> {
-    rfs::open(
-        proc_path(fd.as_fd(), None),
-        flags | OFlags::CLOEXEC | OFlags::NOCTTY,
-        Mode::empty(),
-    )
-    .map_err(|e| errno_err(op, path, e))
+    crate::procfd::reopen(fd.as_fd(), flags).map_err(|e| errno_err(op, path, e))
 }
 
 /// Opens the regular file `name` in `dir`; any other type fails before it

@@ -60,6 +60,7 @@ mod hostdir;
 mod mem;
 mod metadata;
 pub mod path;
+mod procfd;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Seek, Write};
