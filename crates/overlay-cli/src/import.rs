@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 use overlay_driver::{Backend as _, CreateOpts, GraphDriver, KernelBackend, Overlay2};
-use overlay_layout::COMMITTED_FILE;
+use overlay_layout::{COMMITTED_FILE, LayerId};
 use rustix::fs::{FlockOperation, flock};
 use serde::Serialize;
 
@@ -127,18 +127,7 @@ pub fn markers(home: &Path) -> Result<Vec<String>> {
 ///
 /// The home cannot be read.
 pub fn children(driver: &Driver, id: &str) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for l in driver.layers()? {
-        if driver
-            .parent_of(l.as_str())
-            .ok()
-            .flatten()
-            .is_some_and(|p| p.as_str() == id)
-        {
-            out.push(l.into_string());
-        }
-    }
-    Ok(out)
+    Ok(driver.children(id)?.into_iter().map(LayerId::into_string).collect())
 }
 
 /// Removes `id` and everything stacked on it, top first; returns the ids

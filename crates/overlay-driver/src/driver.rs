@@ -366,6 +366,41 @@ impl<B: Backend> Overlay2<B> {
         }
     }
 
+    /// Layers stacked directly on `id`, sorted.
+    ///
+    /// A child's `lower` starts with its parent's link id, so this reads
+    /// `id`'s `link` and each layer's `lower` once and resolves no `l/`
+    /// links: one small read per layer. Layers whose `lower` cannot be read
+    /// or parsed are not counted (`check` reports them).
+    ///
+    /// # Errors
+    ///
+    /// An invalid or missing `id`, or the home cannot be listed.
+    pub fn children(&self, id: &str) -> Result<Vec<LayerId>> {
+        let id = Self::layer_id(id)?;
+        self.require(&id)?;
+        let link = match self.read_link(&id) {
+            Ok(link) => Some(link),
+            // No `link` file (a damaged layer): find the children by
+            // resolving every layer's parent instead.
+            Err(_) => None,
+        };
+        let mut out = Vec::new();
+        for layer in self.layers()? {
+            if layer == id {
+                continue;
+            }
+            let child = match link {
+                Some(link) => matches!(self.read_lower(&layer), Ok(Some(lower)) if lower.parent() == link),
+                None => self.parent_of(layer.as_str()).ok().flatten().as_ref() == Some(&id),
+            };
+            if child {
+                out.push(layer);
+            }
+        }
+        Ok(out)
+    }
+
     /// Is the layer mounted by this driver right now?
     pub fn is_mounted(&self, id: &str) -> bool {
         Self::layer_id(id).is_ok_and(|id| self.locks.lock(id.as_str()).mounts > 0)
