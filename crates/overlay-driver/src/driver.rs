@@ -153,42 +153,44 @@ impl<B: Backend> Overlay2<B> {
     /// The layer each link of `lower` names, checking that every `l/`
     /// link exists and points at a layer's `diff` inside the home.
     fn lower_layers(&self, id: &LayerId, lower: &Lower) -> Result<Vec<LayerId>> {
-        let mut out = Vec::with_capacity(lower.len());
-        for link in lower.iter() {
-            let path = relative_link_path(*link);
-            let target = match self.home().readlink(&path) {
-                Ok(t) => t,
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    return Err(Self::corrupt(
-                        id,
-                        format!("its lower layer link {} is missing", path.display()),
-                    ));
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let layer = parse_link_target(&target).map_err(|_| {
-                Self::corrupt(
-                    id,
-                    format!(
-                        "link {} points outside the home's layers: {}",
-                        path.display(),
-                        target.display()
-                    ),
-                )
-            })?;
-            if !self.home().exists(&rel(&[layer.as_str(), DIFF_DIR]))? {
+        lower.iter().map(|link| self.resolve_link(id, *link)).collect()
+    }
+
+    /// The layer the `l/` link `link` (in `id`'s `lower`) names, checked
+    /// to exist and to point at a layer's `diff` inside the home.
+    fn resolve_link(&self, id: &LayerId, link: LinkId) -> Result<LayerId> {
+        let path = relative_link_path(link);
+        let target = match self.home().readlink(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(Self::corrupt(
                     id,
-                    format!(
-                        "link {} names layer {:?}, which has no diff",
-                        path.display(),
-                        layer.as_str()
-                    ),
+                    format!("its lower layer link {} is missing", path.display()),
                 ));
             }
-            out.push(layer);
+            Err(e) => return Err(e.into()),
+        };
+        let layer = parse_link_target(&target).map_err(|_| {
+            Self::corrupt(
+                id,
+                format!(
+                    "link {} points outside the home's layers: {}",
+                    path.display(),
+                    target.display()
+                ),
+            )
+        })?;
+        if !self.home().exists(&rel(&[layer.as_str(), DIFF_DIR]))? {
+            return Err(Self::corrupt(
+                id,
+                format!(
+                    "link {} names layer {:?}, which has no diff",
+                    path.display(),
+                    layer.as_str()
+                ),
+            ));
         }
-        Ok(out)
+        Ok(layer)
     }
 
     /// Writes a file of the home whole or not at all (temporary + rename).
@@ -352,7 +354,8 @@ impl<B: Backend> Overlay2<B> {
         Ok(out)
     }
 
-    /// The layer directly below `id`, if any (read from its `lower`).
+    /// The layer directly below `id`, if any: the first link of its
+    /// `lower`, resolved (the rest of the chain is not read).
     ///
     /// # Errors
     ///
@@ -362,7 +365,7 @@ impl<B: Backend> Overlay2<B> {
         self.require(&id)?;
         match self.read_lower(&id)? {
             None => Ok(None),
-            Some(lower) => Ok(self.lower_layers(&id, &lower)?.into_iter().next()),
+            Some(lower) => self.resolve_link(&id, lower.parent()).map(Some),
         }
     }
 
@@ -379,12 +382,9 @@ impl<B: Backend> Overlay2<B> {
     pub fn children(&self, id: &str) -> Result<Vec<LayerId>> {
         let id = Self::layer_id(id)?;
         self.require(&id)?;
-        let link = match self.read_link(&id) {
-            Ok(link) => Some(link),
-            // No `link` file (a damaged layer): find the children by
-            // resolving every layer's parent instead.
-            Err(_) => None,
-        };
+        // Without a `link` file (a damaged layer), the children are found
+        // by resolving every layer's parent instead.
+        let link = self.read_link(&id).ok();
         let mut out = Vec::new();
         for layer in self.layers()? {
             if layer == id {
