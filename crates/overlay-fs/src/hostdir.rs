@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::host::{errno_err, metadata_from_stat, open_regular_with_metadata, proc_path};
 use crate::metadata::{DirEntry, FileType, Metadata};
+use crate::xattrat;
 use crate::{Dir, File};
 
 /// Bytes of `getdents64` buffer: a few hundred entries per call.
@@ -92,11 +93,25 @@ impl Dir for HostDir {
     }
 
     fn xattrs(&self, name: &OsStr) -> Result<Vec<(OsString, Vec<u8>)>> {
+        const OP: &str = "listxattr";
+        let fd = self.fd.as_fd();
+        if xattrat::supported() {
+            match fill(&|buf: &mut [u8]| xattrat::list(fd, name, buf)) {
+                Ok(names) => {
+                    return xattr_values(&names, |attr, buf| xattrat::get(fd, name, attr, buf))
+                        .map_err(|e| errno_err(OP, &self.child(name), e));
+                }
+                // An older kernel, or a seccomp filter that does not know
+                // the call: the procfs way below.
+                Err(Errno::NOSYS | Errno::PERM) => {}
+                Err(e) => return Err(errno_err(OP, &self.child(name), e)),
+            }
+        }
         // The l* calls through our own descriptor's /proc entry: the
         // directory is the one we hold, and `name` is not followed.
-        let target = proc_path(self.fd.as_fd(), Some(name));
+        let target = proc_path(fd, Some(name));
         collect_xattrs(
-            "listxattr",
+            OP,
             &self.child(name),
             |buf| rfs::llistxattr(&target, buf),
             |attr, buf| rfs::lgetxattr(&target, attr, buf),
@@ -122,8 +137,15 @@ pub(crate) fn collect_xattrs(
     list: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
     get: impl Fn(&OsStr, &mut [u8]) -> rustix::io::Result<usize>,
 ) -> Result<Vec<(OsString, Vec<u8>)>> {
-    let err = |e: Errno| -> Error { errno_err(op, path, e) };
-    let names = fill(&list).map_err(err)?;
+    let names = fill(&list).map_err(|e| errno_err(op, path, e))?;
+    xattr_values(&names, get).map_err(|e| errno_err(op, path, e))
+}
+
+/// The values of the NUL-separated xattr `names`, read with `get`.
+fn xattr_values(
+    names: &[u8],
+    get: impl Fn(&OsStr, &mut [u8]) -> rustix::io::Result<usize>,
+) -> rustix::io::Result<Vec<(OsString, Vec<u8>)>> {
     let mut out = Vec::new();
     for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let name = OsStr::from_bytes(name);
@@ -132,7 +154,7 @@ pub(crate) fn collect_xattrs(
             // Removed since the listing, or unreadable to us (trusted.*
             // for an unprivileged reader): not there.
             Err(Errno::NODATA) | Err(Errno::PERM) => {}
-            Err(e) => return Err(err(e)),
+            Err(e) => return Err(e),
         }
     }
     Ok(out)

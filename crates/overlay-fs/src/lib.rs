@@ -52,7 +52,7 @@
 //! |---|---|---|
 //! | `openat2` with `RESOLVE_IN_ROOT` | 5.6 | [`HostFs::new`] fails with `Unsupported` |
 //! | `/proc` mounted | any | mode and xattr changes fail |
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod error;
 mod host;
@@ -61,6 +61,7 @@ mod mem;
 mod metadata;
 pub mod path;
 mod procfd;
+mod xattrat;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Seek, Write};
