@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use overlay_driver::{CreateOpts, FakeBackend, GraphDriver, KernelBackend, Overlay2};
-use overlay_fs::{FileType, Fs};
+use overlay_fs::Fs;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -112,23 +112,11 @@ fn step(d: &dyn GraphDriver, ids: &mut Vec<(String, Option<String>)>, n: usize, 
 }
 
 fn observe(t: &dyn Fs) -> BTreeMap<PathBuf, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(dir) = stack.pop() {
-        for e in t.read_dir(&dir).unwrap() {
-            let path = dir.join(&e.name);
-            let m = t.metadata(&path).unwrap();
-            let mut s = format!("{:?} {:o} {}:{}", m.file_type, m.mode, m.uid, m.gid);
-            match m.file_type {
-                FileType::Directory => stack.push(path.clone()),
-                FileType::Regular => s += &format!(" {:?}", t.read(&path).unwrap()),
-                FileType::Symlink => s += &format!(" -> {:?}", t.readlink(&path).unwrap()),
-                _ => {}
-            }
-            out.insert(path, s);
-        }
-    }
-    out
+    let how = overlay_fs::Observe {
+        xattrs: &|_| false,
+        ..overlay_fs::Observe::default()
+    };
+    overlay_fs::observe(t, &how).unwrap()
 }
 
 /// A tar's entries without their times (the two clocks differ).

@@ -1170,44 +1170,14 @@ mod differential {
     }
 
     /// Everything observable in a tree but inode numbers, link counts,
-    /// devices, times and directory sizes.
-    fn observe(fs: &dyn Fs) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        let mut stack = vec![PathBuf::new()];
-        while let Some(dir) = stack.pop() {
-            let mut entries = fs.read_dir(&dir).unwrap();
-            entries.sort();
-            for e in entries.iter().map(|e| (dir.join(&e.name), e.file_type)) {
-                let (path, listed_as) = e;
-                let desc = match fs.metadata(&path) {
-                    Err(err) => format!("listed as {listed_as:?}, lstat: {:?}", err.kind()),
-                    Ok(md) => {
-                        let mut names: Vec<OsString> = fs.list_xattrs(&path).unwrap();
-                        names.retain(|n| !kernel_bookkeeping(n));
-                        names.sort();
-                        let xattrs: Vec<_> = names
-                            .iter()
-                            .map(|n| (n.clone(), fs.get_xattr(&path, n).unwrap()))
-                            .collect();
-                        let mut desc = format!(
-                            "{:?} {:o} {}:{} rdev={} {xattrs:?}",
-                            md.file_type, md.mode, md.uid, md.gid, md.rdev
-                        );
-                        match md.file_type {
-                            FileType::Directory => stack.push(path.clone()),
-                            FileType::Regular => desc += &format!(" {:?}", fs.read(&path).unwrap()),
-                            FileType::Symlink => desc += &format!(" -> {:?}", fs.readlink(&path).unwrap()),
-                            _ => {}
-                        }
-                        desc
-                    }
-                };
-                out.insert(path.to_string_lossy().into_owned(), desc);
-            }
-        }
-        let root = fs.metadata(Path::new("")).unwrap();
-        out.insert("/".into(), format!("{:o} {}:{}", root.mode, root.uid, root.gid));
-        out
+    /// devices, times and directory sizes, and overlayfs's bookkeeping.
+    fn observe(fs: &dyn Fs) -> BTreeMap<PathBuf, String> {
+        let how = overlay_fs::Observe {
+            xattrs: &|n| !kernel_bookkeeping(n),
+            hardlinks: false,
+            root: true,
+        };
+        overlay_fs::observe(fs, &how).unwrap()
     }
 
     /// Why the kernel half cannot run here, if it cannot.

@@ -59,6 +59,7 @@ mod host;
 mod hostdir;
 mod mem;
 mod metadata;
+mod observe;
 pub mod path;
 mod procfd;
 mod xattrat;
@@ -72,6 +73,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use host::HostFs;
 pub use mem::MemFs;
 pub use metadata::{DirEntry, FileType, Metadata, NodeKind, Timestamp, major, makedev, minor};
+pub use observe::{Observe, observe};
 pub use path::{NAME_MAX, PATH_MAX};
 
 /// An open regular file.

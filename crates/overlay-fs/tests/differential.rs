@@ -9,11 +9,10 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use overlay_fs::{ErrorKind, FileType, Fs, HostFs, MemFs, NodeKind, Timestamp};
+use overlay_fs::{ErrorKind, Fs, HostFs, MemFs, NodeKind, Timestamp};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -174,43 +173,22 @@ impl Outcome {
 }
 
 /// Everything observable about a tree except times (which the host sets
-/// from its own clock) and directory sizes (which differ per filesystem).
+/// from its own clock) and directory sizes (which differ per filesystem);
+/// of the xattrs, the namespaces the operations write.
 fn observe(fs: &dyn Fs) -> BTreeMap<PathBuf, String> {
-    let mut out = BTreeMap::new();
-    let mut inodes: BTreeMap<u64, PathBuf> = BTreeMap::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(dir) = stack.pop() {
-        let mut entries = fs.read_dir(&dir).expect("read_dir");
-        entries.sort();
-        for e in entries {
-            let path = dir.join(&e.name);
-            let md = fs.metadata(&path).expect("lstat");
-            assert_eq!(md.file_type, e.file_type, "{path:?}: read_dir and lstat disagree");
-            let mut names: Vec<OsString> = fs.list_xattrs(&path).expect("listxattr");
-            names.retain(|n| n.to_string_lossy().starts_with("user.") || n.to_string_lossy().starts_with("trusted."));
-            names.sort();
-            let xattrs: Vec<_> = names
-                .iter()
-                .map(|n| (n.clone(), fs.get_xattr(&path, n).expect("getxattr")))
-                .collect();
-            let mut desc = format!(
-                "{:?} mode={:o} owner={}:{} rdev={} xattrs={xattrs:?}",
-                md.file_type, md.mode, md.uid, md.gid, md.rdev
-            );
-            match md.file_type {
-                FileType::Directory => stack.push(path.clone()),
-                FileType::Regular => desc += &format!(" data={:?}", fs.read(&path).expect("read")),
-                FileType::Symlink => desc += &format!(" -> {:?}", fs.readlink(&path).expect("readlink")),
-                _ => {}
-            }
-            if md.file_type != FileType::Directory {
-                let first = inodes.entry(md.ino).or_insert_with(|| path.clone());
-                desc += &format!(" nlink={} inode-of={first:?}", md.nlink);
-            }
-            out.insert(path, desc);
-        }
+    let how = overlay_fs::Observe {
+        xattrs: &|n| n.to_string_lossy().starts_with("user.") || n.to_string_lossy().starts_with("trusted."),
+        hardlinks: true,
+        root: false,
+    };
+    let tree = overlay_fs::observe(fs, &how).expect("observe");
+    for (path, desc) in &tree {
+        assert!(
+            !desc.starts_with("listed as"),
+            "{path:?}: read_dir and lstat disagree: {desc}"
+        );
     }
-    out
+    tree
 }
 
 proptest! {
