@@ -9,7 +9,8 @@
 //!   enters the home (Docker's fallback) — or [`Method::NewApi`]:
 //!   `fsopen`/`fsconfig("lowerdir+")`/`fsmount`/`move_mount`, which has
 //!   no size limit and stacks up to the kernel's 500 lower layers.
-//!   [`Method::Auto`] picks the new API where the kernel has it.
+//!   [`Method::Auto`] uses `mount(2)` while it can (it is faster) and the
+//!   new API for stacks beyond one page.
 //! - [`Mount`]: the mounted overlay; dropping it unmounts, so a failure
 //!   never leaks a mount. [`unmount_and_remove`] is Docker's `Put`.
 //! - [`probe`](probe::probe): overlay present, backing filesystem, d_type,

@@ -221,20 +221,33 @@ fn new_api_mounts_the_kernels_maximum_of_500_lowers() {
 }
 
 #[test]
-fn auto_picks_the_new_api_where_present() {
+fn auto_uses_mount2_within_a_page_and_the_new_api_beyond() {
     if !kernel_ready() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let stack = build(tmp.path(), 3, true);
     let m = stack.mount(&Settings::default(), Method::Auto).unwrap();
-    let expect = if overlay_mount::probe::new_mount_api() {
-        Used::NewApi
-    } else {
-        Used::Direct
-    };
-    assert_eq!(m.used(), expect);
+    assert_eq!(m.used(), Used::Direct);
     check_merged(m.target(), 3);
+    drop(m);
+    // Over a page even as relative paths: only the new API can mount it.
+    let tmp = tempfile::tempdir().unwrap();
+    let stack = build(tmp.path(), 200, true);
+    assert!(matches!(
+        stack.legacy_data(&Settings::default()),
+        Err(MountError::DataTooLarge { .. })
+    ));
+    match stack.mount(&Settings::default(), Method::Auto) {
+        Ok(m) => {
+            assert_eq!(m.used(), Used::NewApi);
+            check_merged(m.target(), 200);
+        }
+        Err(e) => {
+            assert!(!overlay_mount::probe::new_mount_api(), "{e}");
+            assert!(matches!(e, MountError::DataTooLarge { .. }), "{e}");
+        }
+    }
 }
 
 #[test]
