@@ -700,6 +700,12 @@ impl Read for HostFile {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.file.read(buf)
     }
+
+    // std's own, which sizes the buffer from `fstat` (one `read` for a
+    // small file instead of doubling from 32 bytes).
+    fn read_to_end(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        self.file.read_to_end(buf)
+    }
 }
 
 impl Write for HostFile {
