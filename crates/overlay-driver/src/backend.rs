@@ -107,6 +107,8 @@ pub struct KernelBackend {
     caps: Capabilities,
     quota: Option<overlay_quota::QuotaControl>,
     method: Method,
+    /// From the (cached) probe: `lowerdir+` works here.
+    new_mount_api: bool,
 }
 
 impl std::fmt::Debug for KernelBackend {
@@ -152,6 +154,7 @@ impl KernelBackend {
             caps,
             quota: quota.ok(),
             method: Method::Auto,
+            new_mount_api: features.new_mount_api,
         })
     }
 
@@ -160,7 +163,7 @@ impl KernelBackend {
     /// keeps Docker's limit unless told otherwise
     /// ([`Overlay2::with_depth_limit`](crate::Overlay2::with_depth_limit)).
     pub fn max_depth(&self) -> overlay_layout::DepthLimit {
-        if overlay_mount::probe::new_mount_api() && self.method != Method::Legacy {
+        if self.new_mount_api && self.method != Method::Legacy {
             overlay_layout::DepthLimit::NEW_MOUNT_API
         } else {
             overlay_layout::DepthLimit::DOCKER

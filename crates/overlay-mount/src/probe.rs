@@ -129,10 +129,35 @@ fn store_cached(home: &Path, f: &Features) {
     );
     // Best effort: without /run the probes simply run again next time.
     let _ = std::fs::create_dir_all(RUN_DIR);
+    prune_cache();
     let file = cache_file(home);
     let tmp = file.with_extension(format!("tmp{}", std::process::id()));
     if std::fs::write(&tmp, text).is_ok() {
         let _ = std::fs::rename(&tmp, &file);
+    }
+}
+
+/// Removes the cached results of homes that no longer exist (test homes,
+/// a daemon's old home), so the cache does not grow with every home ever
+/// probed. Runs only when a new result is stored: once per home per boot.
+fn prune_cache() {
+    let Ok(entries) = std::fs::read_dir(RUN_DIR) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if !e.file_name().to_string_lossy().starts_with("probe-") || path.extension().is_some() {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        // The fingerprint is the home, then five fields without spaces.
+        let first = text.lines().next().unwrap_or("");
+        let home = first.rsplitn(6, ' ').nth(5).unwrap_or("");
+        if !home.is_empty() && !Path::new(home).exists() {
+            let _ = std::fs::remove_file(&path);
+        }
     }
 }
 
@@ -360,7 +385,9 @@ mod tests {
 
     #[test]
     fn probe_results_survive_the_process_and_a_changed_kernel_forgets_them() {
-        let home = std::env::temp_dir().join(format!("probe-cache-test-{}", std::process::id()));
+        // A home that exists: the cache forgets homes that do not.
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_path_buf();
         let f = Features {
             backing_fs: fs_name(0xEF53),
             backing_magic: 0xEF53,
@@ -375,9 +402,15 @@ mod tests {
             eprintln!("skipped: {RUN_DIR} is not writable here");
             return;
         }
-        assert_eq!(load_cached(&home, 0xEF53), Some(f));
+        assert_eq!(load_cached(&home, 0xEF53).as_ref(), Some(&f));
         // Another filesystem under the same path: probe again.
         assert_eq!(load_cached(&home, 0x58465342), None);
-        let _ = std::fs::remove_file(cache_file(&home));
+        // The home goes away: the next stored result prunes its entry.
+        drop(dir);
+        let other = tempfile::tempdir().unwrap();
+        store_cached(other.path(), &f);
+        assert!(!cache_file(&home).exists(), "the entry of a removed home is pruned");
+        assert!(cache_file(other.path()).exists());
+        let _ = std::fs::remove_file(cache_file(other.path()));
     }
 }
