@@ -55,7 +55,7 @@ pub trait Source {
     /// # Errors
     ///
     /// The image has no such regular file.
-    fn open(&self, name: &str) -> Result<(Box<dyn Read + '_>, u64)>;
+    fn open(&self, name: &str) -> Result<(Box<dyn Read + Send + '_>, u64)>;
 
     /// Does the image have a file `name`?
     fn exists(&self, name: &str) -> bool;
@@ -67,7 +67,7 @@ struct DirSource {
 }
 
 impl Source for DirSource {
-    fn open(&self, name: &str) -> Result<(Box<dyn Read + '_>, u64)> {
+    fn open(&self, name: &str) -> Result<(Box<dyn Read + Send + '_>, u64)> {
         let f = self.fs.open_file(Path::new(name)).map_err(|e| {
             Failure::new(format!(
                 "cannot open {:?} in the image: {}",
@@ -252,7 +252,7 @@ impl Read for At<'_> {
 }
 
 impl Source for TarSource {
-    fn open(&self, name: &str) -> Result<(Box<dyn Read + '_>, u64)> {
+    fn open(&self, name: &str) -> Result<(Box<dyn Read + Send + '_>, u64)> {
         let Some((offset, size)) = self.resolve(name) else {
             fail!("the image has no file {:?}", excerpt(name));
         };

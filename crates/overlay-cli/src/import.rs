@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::error::{Failure, Result, fail};
 use crate::image::{self, ImageLayer, Source};
 use crate::progress;
-use crate::stream::{Compression, Decoder, Hashing, chain_ids, excerpt};
+use crate::stream::{Compression, Decoder, Hashing, chain_ids, excerpt, read_ahead};
 
 /// The driver as the command uses it.
 pub type Driver = Overlay2<KernelBackend>;
@@ -431,15 +431,19 @@ fn apply_verified(
     }
     .with_progress(bar.clone());
     let (decoder, compression) = Decoder::new(blob).map_err(|e| Failure::new(format!("{name}: {e}")))?;
-    let mut diff = Hashing::new(decoder);
-    let applied = driver.apply_diff(id, parent, &mut diff);
-    // Read to the end either way, so that the digests cover every byte: a
-    // blob that fails to unpack is more usefully reported as not matching
-    // its digest, when it does not.
-    let rest = match &applied {
-        Ok(_) => std::io::copy(&mut diff, &mut std::io::sink()).map(|_| ()),
-        Err(_) => Ok(()),
-    };
+    // Read, decompress and hash on another thread while this one applies.
+    let ((applied, rest), diff) = read_ahead(Hashing::new(decoder), |diff| {
+        let applied = driver.apply_diff(id, parent, diff);
+        let rest = match &applied {
+            Ok(_) => std::io::copy(diff, &mut std::io::sink()).map(|_| ()),
+            Err(_) => Ok(()),
+        };
+        (applied, rest)
+    })
+    .map_err(|e| Failure::new(format!("cannot read {name}: {e}")))?;
+    // Read to the end either way (below), so that the digests cover every
+    // byte: a blob that fails to unpack is more usefully reported as not
+    // matching its digest, when it does not.
     let (diff_digest, _, decoder) = diff.into_parts();
     let blob = decoder.drain().and_then(Hashing::finish);
     if let (Some(want), Ok((Some(got), _, _))) = (&layer.blob_digest, &blob)

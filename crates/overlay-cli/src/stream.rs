@@ -162,6 +162,110 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// Bytes handed from the reading thread to the consumer at a time.
+const AHEAD_CHUNK: usize = 1 << 20;
+/// Chunks in flight (bounded memory: about 4 MiB).
+const AHEAD_QUEUE: usize = 4;
+
+/// Runs `inner` on a thread of its own while `consume` reads its bytes on
+/// this one, so that reading, decompressing and hashing a layer overlap
+/// with applying it (two cores: the apply no longer waits for SHA-256).
+/// Returns what `consume` returned and `inner`, positioned after the
+/// last byte the reading thread took from it (all of them, unless
+/// `consume` stopped early).
+///
+/// # Errors
+///
+/// The reading thread panicked (the inner reader is then lost).
+pub fn read_ahead<R: Read + Send, T>(inner: R, consume: impl FnOnce(&mut dyn Read) -> T) -> io::Result<(T, R)> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(AHEAD_QUEUE);
+    let (spare_tx, spare_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(AHEAD_QUEUE + 1);
+    std::thread::scope(|scope| {
+        let producer = scope.spawn(move || {
+            let mut inner = inner;
+            loop {
+                let mut buf = spare_rx.try_recv().unwrap_or_default();
+                buf.resize(AHEAD_CHUNK, 0);
+                let mut filled = 0;
+                let result = loop {
+                    match inner.read(&mut buf[filled..]) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            filled += n;
+                            if filled == buf.len() {
+                                break Ok(());
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                buf.truncate(filled);
+                let last = filled == 0 || result.is_err();
+                // A hung-up consumer wants no more.
+                if filled > 0 && tx.send(Ok(buf)).is_err() {
+                    break;
+                }
+                if let Err(e) = result {
+                    let _ = tx.send(Err(e));
+                }
+                if last {
+                    break;
+                }
+            }
+            inner
+        });
+        let mut ahead = Ahead {
+            rx,
+            spare: spare_tx,
+            chunk: Vec::new(),
+            pos: 0,
+            done: false,
+        };
+        let out = consume(&mut ahead);
+        drop(ahead);
+        let inner = producer
+            .join()
+            .map_err(|_| io::Error::other("the layer's reading thread panicked"))?;
+        Ok((out, inner))
+    })
+}
+
+/// The consuming end of [`read_ahead`].
+struct Ahead {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    spare: std::sync::mpsc::SyncSender<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl Read for Ahead {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(next)) => {
+                    let used = std::mem::replace(&mut self.chunk, next);
+                    let _ = self.spare.try_send(used);
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => self.done = true,
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.pos);
+        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 /// What the first bytes of a layer say it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -398,6 +502,74 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use std::io::Write as _;
+
+    /// Reads in uneven pieces (up to 7,000 bytes), then fails if told to.
+    struct Uneven<'a> {
+        data: &'a [u8],
+        pos: usize,
+        fail_at_end: bool,
+    }
+
+    impl Read for Uneven<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.pos == self.data.len() && self.fail_at_end {
+                return Err(io::Error::other("disk on fire"));
+            }
+            let n = buf.len().min(self.data.len() - self.pos).min(1 + self.pos % 7000);
+            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn read_ahead_passes_every_byte_in_order() {
+        for len in [
+            0,
+            1,
+            AHEAD_CHUNK - 1,
+            AHEAD_CHUNK,
+            AHEAD_CHUNK + 1,
+            3 * AHEAD_CHUNK + 12_345,
+        ] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let inner = Uneven {
+                data: &data,
+                pos: 0,
+                fail_at_end: false,
+            };
+            let (got, inner) = read_ahead(inner, |r| {
+                let mut got = Vec::new();
+                r.read_to_end(&mut got).unwrap();
+                got
+            })
+            .unwrap();
+            assert!(got == data, "{len} bytes came through changed");
+            assert_eq!(inner.pos, len, "the reader is handed back at its end");
+        }
+    }
+
+    #[test]
+    fn read_ahead_reports_the_readers_error_and_stops_when_the_consumer_does() {
+        let data = vec![7u8; 2 * AHEAD_CHUNK];
+        let inner = Uneven {
+            data: &data,
+            pos: 0,
+            fail_at_end: true,
+        };
+        let (res, _) = read_ahead(inner, |r| io::copy(r, &mut io::sink())).unwrap();
+        assert_eq!(res.unwrap_err().to_string(), "disk on fire");
+        // A consumer that takes 10 bytes: the thread stops within the
+        // queue's reach instead of reading everything.
+        let big = vec![1u8; 64 * AHEAD_CHUNK];
+        let inner = Uneven {
+            data: &big,
+            pos: 0,
+            fail_at_end: false,
+        };
+        let (_, inner) = read_ahead(inner, |r| r.read_exact(&mut [0u8; 10]).unwrap()).unwrap();
+        assert!(inner.pos <= (AHEAD_QUEUE + 2) * AHEAD_CHUNK, "read {} bytes", inner.pos);
+    }
 
     /// Hands out one byte per read, as a slow pipe may.
     struct Trickle<'a>(&'a [u8]);
