@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use naive_diff::{BoxError, Change, LayerTrees, NaiveDiff};
 use overlay_archive::{ExportOptions, IdMaps, ImportOptions, ImportWhiteouts, XattrNamespace};
-use overlay_fs::{ErrorKind, Fs};
+use overlay_fs::{Dir, ErrorKind, Fs};
 use overlay_layout::{
     COMMITTED_FILE, DIFF_DIR, DepthLimit, LINK_DIR, LINK_FILE, LOWER_FILE, LayerId, LinkId, Lower, MERGED_DIR,
     WORK_DIR, link_target, mode, parse_link_target, relative_link_path,
@@ -153,14 +153,41 @@ impl<B: Backend> Overlay2<B> {
     /// The layer each link of `lower` names, checking that every `l/`
     /// link exists and points at a layer's `diff` inside the home.
     fn lower_layers(&self, id: &LayerId, lower: &Lower) -> Result<Vec<LayerId>> {
-        lower.iter().map(|link| self.resolve_link(id, *link)).collect()
+        self.resolve_lower(id, lower, true)
+    }
+
+    /// The layers `lower` names, through one handle on `l/` and one on the
+    /// home (two calls per layer instead of six). Every link must exist
+    /// and name a layer directory (not a symlink) of this home; with
+    /// `with_diff`, also one with a `diff` directory. `get` leaves that to
+    /// the mount and, if it fails, looks again with it to name the damage.
+    fn resolve_lower(&self, id: &LayerId, lower: &Lower, with_diff: bool) -> Result<Vec<LayerId>> {
+        let links = self.home().open_dir(Path::new(LINK_DIR))?;
+        let root = self.home().open_dir(Path::new(""))?;
+        lower
+            .iter()
+            .map(|link| self.resolve_link_in(id, *link, &*links, &*root, with_diff))
+            .collect()
     }
 
     /// The layer the `l/` link `link` (in `id`'s `lower`) names, checked
     /// to exist and to point at a layer's `diff` inside the home.
     fn resolve_link(&self, id: &LayerId, link: LinkId) -> Result<LayerId> {
+        let links = self.home().open_dir(Path::new(LINK_DIR))?;
+        let root = self.home().open_dir(Path::new(""))?;
+        self.resolve_link_in(id, link, &*links, &*root, true)
+    }
+
+    fn resolve_link_in(
+        &self,
+        id: &LayerId,
+        link: LinkId,
+        links: &dyn Dir,
+        root: &dyn Dir,
+        with_diff: bool,
+    ) -> Result<LayerId> {
         let path = relative_link_path(link);
-        let target = match self.home().readlink(&path) {
+        let target = match links.readlink(OsStr::new(link.as_str())) {
             Ok(t) => t,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(Self::corrupt(
@@ -180,17 +207,42 @@ impl<B: Backend> Overlay2<B> {
                 ),
             )
         })?;
-        if !self.home().exists(&rel(&[layer.as_str(), DIFF_DIR]))? {
-            return Err(Self::corrupt(
+        let name = OsStr::new(layer.as_str());
+        let found = if with_diff {
+            match root.open_dir(name) {
+                Ok(dir) => dir.metadata(OsStr::new(DIFF_DIR)).map(|m| m.is_dir()),
+                Err(e) => Err(e),
+            }
+        } else {
+            root.metadata(name).map(|m| m.is_dir())
+        };
+        match found {
+            Ok(true) => Ok(layer),
+            Ok(false) => Err(Self::corrupt(
                 id,
                 format!(
                     "link {} names layer {:?}, which has no diff",
                     path.display(),
                     layer.as_str()
                 ),
-            ));
+            )),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::NotFound | ErrorKind::SymlinkLoop | ErrorKind::NotADirectory
+                ) =>
+            {
+                Err(Self::corrupt(
+                    id,
+                    format!(
+                        "link {} names layer {:?}, which has no diff",
+                        path.display(),
+                        layer.as_str()
+                    ),
+                ))
+            }
+            Err(e) => Err(e.into()),
         }
-        Ok(layer)
     }
 
     /// Writes a file of the home whole or not at all (temporary + rename).
@@ -488,7 +540,7 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
             state.mounts += 1;
             return Ok(home_path.join(&merged));
         }
-        self.lower_layers(&id, &lower)?;
+        self.resolve_lower(&id, &lower, false)?;
         let links: Vec<PathBuf> = lower.iter().map(|l| relative_link_path(*l)).collect();
         let committed = self.home().exists(&rel(&[id.as_str(), COMMITTED_FILE]))?;
         let diff = rel(&[id.as_str(), DIFF_DIR]);
@@ -514,6 +566,8 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
         }
         if let Err(e) = self.backend.mount(&req) {
             let _ = self.home().remove_dir(&merged);
+            // A damaged home is named as such; else the mount's own error.
+            self.resolve_lower(&id, &lower, true)?;
             return Err(e);
         }
         state.mounts = 1;

@@ -81,6 +81,7 @@ suite!(
     corrupt_lower_file_is_named,
     link_outside_the_home_is_refused,
     missing_link_is_named,
+    lower_without_its_diff_is_named,
     metadata_and_status,
     concurrent_layers,
     quota_without_support_is_dockers_error,
@@ -371,6 +372,23 @@ fn corrupt_lower_file_is_named(f: &Fixture) {
     assert!(!f.home.exists(p("c/merged")).unwrap());
 }
 
+fn lower_without_its_diff_is_named(f: &Fixture) {
+    let d = &*f.driver;
+    base(d);
+    d.create("c", Some("base"), &none()).unwrap();
+    // The diff gone: the mount fails, and the error says why.
+    f.home.rename(p("base/diff"), p("base/diff.gone")).unwrap();
+    let e = d.get("c", None).unwrap_err().to_string();
+    assert!(e.contains("no diff") && e.contains("base"), "{e}");
+    assert!(!f.home.exists(p("c/merged")).unwrap(), "nothing stays mounted");
+    // The layer directory swapped for a symlink to a real one: refused
+    // before anything is mounted through it.
+    f.home.rename(p("base/diff.gone"), p("base/diff")).unwrap();
+    f.home.rename(p("base"), p("base.real")).unwrap();
+    f.home.symlink(p("base.real"), p("base")).unwrap();
+    let e = d.get("c", None).unwrap_err().to_string();
+    assert!(e.contains("no diff") && e.contains("base"), "{e}");
+}
 fn link_outside_the_home_is_refused(f: &Fixture) {
     let d = &*f.driver;
     base(d);
