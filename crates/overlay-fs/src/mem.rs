@@ -359,26 +359,22 @@ impl State {
     fn drop_link(&mut self, ino: u64) {
         let n = self.node_mut(ino);
         n.nlink = n.nlink.saturating_sub(1);
-        if n.nlink == 0
-            && n.open == 0
-            && let Some(Node {
-                content: Content::Dir { entries, .. },
-                ..
-            }) = self.nodes.remove(&ino)
-        {
-            for child in entries.into_values() {
-                self.drop_link(child);
-            }
-        }
+        self.free_if_unreferenced(ino);
     }
 
     /// Drops one open handle of `ino`, freeing the node (and, for a
     /// directory, what it still holds) when nothing refers to it any more.
     fn release(&mut self, ino: u64) {
+        self.node_mut(ino).open -= 1;
+        self.free_if_unreferenced(ino);
+    }
+
+    /// Frees `ino` once no name and no handle refers to it; a directory's
+    /// entries lose their link from it.
+    fn free_if_unreferenced(&mut self, ino: u64) {
         let n = self.node_mut(ino);
-        n.open -= 1;
-        if n.open == 0
-            && n.nlink == 0
+        if n.nlink == 0
+            && n.open == 0
             && let Some(Node {
                 content: Content::Dir { entries, .. },
                 ..
