@@ -52,6 +52,7 @@
 //! |---|---|---|
 //! | `openat2` with `RESOLVE_IN_ROOT` | 5.6 | [`HostFs::new`] fails with `Unsupported` |
 //! | `/proc` mounted | any | mode and xattr changes fail |
+//! | `listxattrat` / `getxattrat` | 6.13 | a name's xattrs are read through `/proc/self/fd` (slower) |
 #![deny(unsafe_code)]
 
 mod error;
