@@ -184,21 +184,14 @@ fn load_batch(batch: &mut Batch) -> Result<()> {
             let path = std::mem::take(path);
             *item = match dir.open_file(name) {
                 Ok((file, md)) => read_open(file, md, path, data)?,
-                // Replaced since readdir: write it as what it is now (a
-                // directory without its contents: the tree changed under
-                // the export, and each entry shows one state of it).
+                // Replaced since readdir by a symlink, device or fifo:
+                // write it as what it is now. (A directory is refused by
+                // `other_item`: its contents could not join this batch.)
                 Err(err) if replaced(&err) => {
                     let md = dir.metadata(name).map_err(tree_err(&path))?;
-                    match md.file_type {
-                        FileType::Directory => {
-                            let xattrs = dir.open_dir(name).and_then(|d| d.own_xattrs());
-                            let xattrs = xattrs.map_err(tree_err(&path))?;
-                            Item::Dir { path, md, xattrs }
-                        }
-                        _ => match other_item(&**dir, name, path, md)? {
-                            Some(item) => item,
-                            None => continue,
-                        },
+                    match other_item(&**dir, name, path, md)? {
+                        Some(item) => item,
+                        None => continue,
                     }
                 }
                 Err(source) => return Err(ArchiveError::Tree { path, source }),
@@ -261,12 +254,16 @@ fn other_item(parent: &dyn Dir, name: &OsStr, path: PathBuf, md: Metadata) -> Re
         }
         // Tar has no sockets; Docker skips them too.
         FileType::Socket => return Ok(None),
-        // Swapped again since the caller looked.
-        FileType::Regular | FileType::Directory => {
-            return Err(ArchiveError::Tree {
-                path,
-                source: overlay_fs::Error::new("export", Path::new(name), overlay_fs::ErrorKind::NotARegularFile),
-            });
+        // Changed under the export since the caller looked.
+        kind @ (FileType::Regular | FileType::Directory) => {
+            let kind = if kind == FileType::Directory {
+                overlay_fs::ErrorKind::IsADirectory
+            } else {
+                overlay_fs::ErrorKind::NotARegularFile
+            };
+            let source = overlay_fs::Error::new("export", &path, kind)
+                .with_detail("changed type while the tree was being exported");
+            return Err(ArchiveError::Tree { path, source });
         }
     }))
 }
@@ -399,8 +396,16 @@ impl<'a, W: Write> Exporter<'a, W> {
                         if let Ok(buf) = spare_rx.try_recv() {
                             batch.data = buf;
                         }
-                        let loaded = load_batch(&mut batch).map(|()| batch);
-                        ticket.fill(loaded);
+                        // A panic here must still wake the writer, which
+                        // would otherwise wait for this batch for ever.
+                        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_batch(&mut batch)))
+                            .unwrap_or_else(|_| {
+                                Err(ArchiveError::Write {
+                                    path: PathBuf::new(),
+                                    source: std::io::Error::other("a thread reading the tree panicked"),
+                                })
+                            });
+                        ticket.fill(loaded.map(|()| batch));
                     }
                 });
             }
@@ -803,9 +808,6 @@ impl Reader<'_> {
     }
 }
 
-/// Destinations at least this large are read into without [`Chunks`]'s buffer.
-const DIRECT_MIN: usize = 64 * 1024;
-
 fn shrank_io() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank while it was being read")
 }
@@ -828,17 +830,6 @@ impl Read for Chunks<'_> {
         if self.pos == self.filled {
             if self.left == 0 {
                 return Ok(0);
-            }
-            // A large destination (a `BufWriter`'s buffer, through
-            // `io::copy`) is read into directly, saving a copy.
-            if out.len() >= DIRECT_MIN {
-                let want = (self.left.min(out.len() as u64)) as usize;
-                let n = self.file.read(&mut out[..want])?;
-                if n == 0 {
-                    return Err(shrank_io());
-                }
-                self.left -= n as u64;
-                return Ok(n);
             }
             let want = (self.left.min(CHUNK as u64)) as usize;
             if self.buf.len() < want {

@@ -567,8 +567,10 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
         if let Err(e) = self.backend.mount(&req) {
             let _ = self.home().remove_dir(&merged);
             // A damaged home is named as such; else the mount's own error.
-            self.resolve_lower(&id, &lower, true)?;
-            return Err(e);
+            return match self.resolve_lower(&id, &lower, true) {
+                Err(corrupt @ DriverError::Corrupt { .. }) => Err(corrupt),
+                _ => Err(e),
+            };
         }
         state.mounts = 1;
         Ok(home_path.join(&merged))

@@ -98,8 +98,14 @@ impl Dir for HostDir {
         if xattrat::supported() {
             match fill(&|buf: &mut [u8]| xattrat::list(fd, name, buf)) {
                 Ok(names) => {
-                    return xattr_values(&names, |attr, buf| xattrat::get(fd, name, attr, buf))
-                        .map_err(|e| errno_err(OP, &self.child(name), e));
+                    // A value `getxattrat` may not read (a seccomp filter
+                    // that knows one call and not the other) is read the
+                    // procfs way; a real EPERM comes back from that too.
+                    let get = |attr: &OsStr, buf: &mut [u8]| match xattrat::get(fd, name, attr, buf) {
+                        Err(Errno::NOSYS | Errno::PERM) => rfs::lgetxattr(proc_path(fd, Some(name)), attr, buf),
+                        other => other,
+                    };
+                    return xattr_values(&names, get).map_err(|e| errno_err(OP, &self.child(name), e));
                 }
                 // An older kernel, or a seccomp filter that does not know
                 // the call: the procfs way below.

@@ -131,7 +131,11 @@ impl Stack {
             Method::NewApi => self.mount_new_api(settings)?,
             Method::Legacy => self.mount_legacy(self.legacy_data(settings)?)?,
             Method::Auto => match self.legacy_data(settings) {
-                Err(MountError::DataTooLarge { .. }) if crate::probe::new_mount_api() => {
+                // Too long for a page, or a path mount(2)'s option string
+                // cannot carry: the new API takes each path on its own.
+                Err(MountError::DataTooLarge { .. } | MountError::InvalidPath { .. })
+                    if crate::probe::new_mount_api() =>
+                {
                     self.mount_new_api(settings)?
                 }
                 data => self.mount_legacy(data?)?,

@@ -155,7 +155,9 @@ fn prune_cache() {
         // The fingerprint is the home, then five fields without spaces.
         let first = text.lines().next().unwrap_or("");
         let home = first.rsplitn(6, ' ').nth(5).unwrap_or("");
-        if !home.is_empty() && !Path::new(home).exists() {
+        // Only a home known to be gone: not one whose name did not survive
+        // `display()`, nor one we may not look at.
+        if !home.is_empty() && !home.contains('\u{FFFD}') && matches!(Path::new(home).try_exists(), Ok(false)) {
             let _ = std::fs::remove_file(&path);
         }
     }

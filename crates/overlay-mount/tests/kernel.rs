@@ -221,6 +221,28 @@ fn new_api_mounts_the_kernels_maximum_of_500_lowers() {
 }
 
 #[test]
+fn auto_mounts_a_home_whose_path_mount2_cannot_carry() {
+    if !kernel_ready() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("we\"ird");
+    let stack = build(&home, 2, true);
+    let legacy = stack.mount(&Settings::default(), Method::Legacy);
+    assert!(matches!(legacy, Err(MountError::InvalidPath { .. })), "{legacy:?}");
+    match stack.mount(&Settings::default(), Method::Auto) {
+        Ok(m) => {
+            assert_eq!(m.used(), Used::NewApi);
+            check_merged(m.target(), 2);
+        }
+        Err(e) => {
+            assert!(!overlay_mount::probe::new_mount_api(), "{e}");
+            assert!(matches!(e, MountError::InvalidPath { .. }), "{e}");
+        }
+    }
+}
+
+#[test]
 fn auto_uses_mount2_within_a_page_and_the_new_api_beyond() {
     if !kernel_ready() {
         return;
