@@ -197,7 +197,7 @@ fn rm(d: &Driver, id: &str) -> Result<Output> {
 
 fn umount(d: &Driver, id: &str) -> Result<Output> {
     require_layer(d, id)?;
-    if d.parent_of(id)?.is_none() {
+    if d.is_base(id)? {
         // `mount` of a base layer mounts nothing (its diff dir is the tree).
         return Ok(Output::new(json!({ "id": id, "unmounted": false }), id));
     }

@@ -453,6 +453,18 @@ impl<B: Backend> Overlay2<B> {
         Ok(out)
     }
 
+    /// Is `id` a base layer (no `lower` file: `get` hands out its `diff`
+    /// and mounts nothing)? Reads no file, unlike [`parent_of`](Self::parent_of).
+    ///
+    /// # Errors
+    ///
+    /// An invalid or missing layer.
+    pub fn is_base(&self, id: &str) -> Result<bool> {
+        let id = Self::layer_id(id)?;
+        self.require(&id)?;
+        Ok(!self.home().exists(&rel(&[id.as_str(), LOWER_FILE]))?)
+    }
+
     /// Is the layer mounted by this driver right now?
     pub fn is_mounted(&self, id: &str) -> bool {
         Self::layer_id(id).is_ok_and(|id| self.locks.lock(id.as_str()).mounts > 0)
@@ -579,7 +591,9 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
     fn put(&self, id: &str) -> Result<()> {
         let id = Self::layer_id(id)?;
         let mut state = self.locks.lock(id.as_str());
-        if self.read_lower(&id).ok().flatten().is_none() {
+        // A base layer was never mounted. (Only the file's presence: a
+        // layer whose `lower` went bad while mounted still unmounts.)
+        if !self.home().exists(&rel(&[id.as_str(), LOWER_FILE]))? {
             return Ok(());
         }
         let merged = Self::merged(&id);

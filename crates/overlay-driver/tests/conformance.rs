@@ -82,6 +82,7 @@ suite!(
     link_outside_the_home_is_refused,
     missing_link_is_named,
     lower_without_its_diff_is_named,
+    put_unmounts_a_layer_whose_lower_went_bad,
     metadata_and_status,
     concurrent_layers,
     quota_without_support_is_dockers_error,
@@ -388,6 +389,16 @@ fn lower_without_its_diff_is_named(f: &Fixture) {
     f.home.symlink(p("base.real"), p("base")).unwrap();
     let e = d.get("c", None).unwrap_err().to_string();
     assert!(e.contains("no diff") && e.contains("base"), "{e}");
+}
+fn put_unmounts_a_layer_whose_lower_went_bad(f: &Fixture) {
+    let d = &*f.driver;
+    base(d);
+    d.create_read_write("c", Some("base"), &none()).unwrap();
+    d.get("c", None).unwrap();
+    f.home.write(p("c/lower"), 0o644, b"not a lower file").unwrap();
+    d.put("c").unwrap();
+    assert!(!f.home.exists(p("c/merged")).unwrap(), "the mount is gone");
+    d.remove("c").unwrap();
 }
 fn link_outside_the_home_is_refused(f: &Fixture) {
     let d = &*f.driver;
