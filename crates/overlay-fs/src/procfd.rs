@@ -32,15 +32,23 @@ pub(crate) fn reopen(fd: BorrowedFd<'_>, flags: OFlags) -> Result<OwnedFd, Errno
     let mut num = [0u8; 12];
     let name = format_fd(fd.as_raw_fd(), &mut num);
     let flags = flags | OFlags::CLOEXEC | OFlags::NOCTTY;
-    FD_DIR.with(|cell| {
+    let held = FD_DIR.try_with(|cell| {
         let tid = rustix::thread::gettid();
         let mut slot = cell.borrow_mut();
         if !matches!(&*slot, Some((owner, _)) if *owner == tid) {
             *slot = Some((tid, open_fd_dir()?));
         }
-        let (_, dir) = slot.as_ref().expect("just filled");
-        rfs::openat(dir.as_fd(), name, flags, Mode::empty())
-    })
+        match &*slot {
+            Some((_, dir)) => rfs::openat(dir.as_fd(), name, flags, Mode::empty()),
+            None => Err(Errno::BADF),
+        }
+    });
+    match held {
+        Ok(result) => result,
+        // Called from a thread-local destructor, after ours is gone: the
+        // long way, through a fresh handle.
+        Err(_) => rfs::openat(open_fd_dir()?, name, flags, Mode::empty()),
+    }
 }
 
 /// `/proc/thread-self/fd` (or, on kernels before 3.17, `/proc/self/fd`),
