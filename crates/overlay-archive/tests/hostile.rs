@@ -231,7 +231,13 @@ impl Tar {
     /// A PAX extended header (`x`) for the next entry.
     fn pax(self, records: &[(&[u8], &[u8])]) -> Self {
         let data: Vec<u8> = records.iter().flat_map(|(k, v)| record(k, v)).collect();
-        self.entry(&Header::new(b'x', "PaxHeaders.0/next", data.len() as u64), &data)
+        self.pax_raw(&data)
+    }
+
+    /// A PAX header for the next entry with `data` as its body, well
+    /// formed or not.
+    fn pax_raw(self, data: &[u8]) -> Self {
+        self.entry(&Header::new(b'x', "PaxHeaders.0/next", data.len() as u64), data)
     }
 
     /// A GNU long name (`L`) or long link (`K`) for the next entry.
@@ -1119,10 +1125,7 @@ fn cases() -> Vec<Case> {
             Refused("does not fit the header"),
             |_| {
                 let data = b"99 path=a\n";
-                Tar::new()
-                    .entry(&Header::new(b'x', "pax", data.len() as u64), data)
-                    .file("a", b"x")
-                    .end()
+                Tar::new().pax_raw(data).file("a", b"x").end()
             },
         ),
         Case::new(
@@ -1130,10 +1133,7 @@ fn cases() -> Vec<Case> {
             Refused("does not end in a newline"),
             |_| {
                 let data = b"10 path=ab";
-                Tar::new()
-                    .entry(&Header::new(b'x', "pax", data.len() as u64), data)
-                    .file("a", b"x")
-                    .end()
+                Tar::new().pax_raw(data).file("a", b"x").end()
             },
         ),
         Case::new(
@@ -1141,10 +1141,7 @@ fn cases() -> Vec<Case> {
             Refused("length is not a number"),
             |_| {
                 let data = b"ten path=a\n";
-                Tar::new()
-                    .entry(&Header::new(b'x', "pax", data.len() as u64), data)
-                    .file("a", b"x")
-                    .end()
+                Tar::new().pax_raw(data).file("a", b"x").end()
             },
         ),
         Case::new(
@@ -1157,10 +1154,7 @@ fn cases() -> Vec<Case> {
             Refused("extension header of 2097152 bytes"),
             |_| {
                 let data = vec![b'\n'; 2 << 20];
-                Tar::new()
-                    .entry(&Header::new(b'x', "pax", data.len() as u64), &data)
-                    .file("a", b"x")
-                    .end()
+                Tar::new().pax_raw(&data).file("a", b"x").end()
             },
         ),
         Case::new("PAX uid over 32 bits", Refused("over 32 bits"), |_| {
