@@ -47,15 +47,13 @@ impl fmt::Display for Change {
 /// Orders paths as a depth-first walk does: component by component, so a
 /// directory comes right before what is inside it.
 pub fn walk_order(a: &Path, b: &Path) -> Ordering {
-    let parts = |p: &Path| -> Vec<Vec<u8>> {
-        p.components()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n.as_bytes().to_vec()),
-                _ => None,
-            })
-            .collect()
-    };
-    parts(a).cmp(&parts(b))
+    fn parts(p: &Path) -> impl Iterator<Item = &[u8]> {
+        p.components().filter_map(|c| match c {
+            Component::Normal(n) => Some(n.as_bytes()),
+            _ => None,
+        })
+    }
+    parts(a).cmp(parts(b))
 }
 
 /// Docker's time comparison: equal seconds, and equal nanoseconds unless

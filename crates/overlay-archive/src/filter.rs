@@ -79,6 +79,10 @@ impl Patterns {
     /// Is `path` (relative to the tree's root) excluded?
     pub fn excludes(&self, path: &Path) -> bool {
         use std::os::unix::ffi::OsStrExt;
+        // The usual case, asked for every entry: nothing to match.
+        if self.patterns.is_empty() {
+            return false;
+        }
         let parts: Vec<&[u8]> = path
             .components()
             .filter_map(|c| match c {
