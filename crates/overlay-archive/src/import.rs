@@ -6,7 +6,7 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use overlay_fs::{ErrorKind, Fs, NodeKind, Timestamp, makedev};
+use overlay_fs::{ErrorKind, Fs, NodeKind, PATH_MAX, Timestamp, makedev};
 
 use crate::error::excerpt;
 use crate::error::{ArchiveError, Result};
@@ -66,9 +66,6 @@ fn is_aufs_meta(path: &Path) -> bool {
         })
     })
 }
-
-/// The longest entry name applied (`PATH_MAX` less the NUL).
-const PATH_MAX: usize = 4095;
 
 /// Applies the tar read from `reader` to the tree of `fs`.
 ///
@@ -178,7 +175,12 @@ pub fn import(fs: &dyn Fs, reader: impl Read, opts: &ImportOptions) -> Result<Im
             b'0' => {
                 let mut file = ctx.replace(&path, &parent, || fs.create_new(&path, meta.mode))?;
                 // One read and one write per chunk: most files take one.
-                buf.resize(CHUNK.min(usize::try_from(h.size).unwrap_or(CHUNK)).max(1), 0);
+                // The buffer only grows (reads stop at the entry's end), so
+                // a small file does not cost a zero-fill of the next chunk.
+                let want = CHUNK.min(usize::try_from(h.size).unwrap_or(CHUNK)).max(1);
+                if buf.len() < want {
+                    buf.resize(want, 0);
+                }
                 while tar.left() > 0 {
                     let n = tar.data(&mut buf)?;
                     let wrote = std::io::Write::write_all(&mut file, &buf[..n]);
