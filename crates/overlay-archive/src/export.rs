@@ -25,7 +25,7 @@ use tar::{EntryType, Header};
 use crate::error::{ArchiveError, Result};
 use crate::filter::Patterns;
 use crate::idmap::IdMaps;
-use crate::whiteout::{OPAQUE_MARKER, XattrNamespace, is_private_xattr, whiteout_name};
+use crate::whiteout::{OPAQUE_MARKER, is_opaque, is_private_xattr, whiteout_name};
 
 /// How overlayfs markers in the tree are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -474,13 +474,7 @@ impl<'a, W: Write> Exporter<'a, W> {
     }
 
     fn write_dir(&mut self, path: &Path, md: &Metadata, xattrs: Xattrs) -> Result<()> {
-        let opaque = self.opts.whiteouts == ExportWhiteouts::Overlay
-            && xattrs.iter().any(|(n, v)| {
-                v == b"y"
-                    && [XattrNamespace::Trusted, XattrNamespace::User]
-                        .iter()
-                        .any(|ns| n.as_bytes() == ns.opaque_xattr().as_bytes())
-            });
+        let opaque = self.opts.whiteouts == ExportWhiteouts::Overlay && is_opaque(&xattrs);
         let mut h = self.header(md, EntryType::Directory)?;
         self.pax_xattrs(path, xattrs)?;
         self.write(path, &mut h, std::io::empty())?;

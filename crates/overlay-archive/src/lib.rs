@@ -51,7 +51,7 @@ pub use error::{ArchiveError, Result};
 pub use export::{ExportOptions, ExportStats, ExportWhiteouts, Exporter, export};
 pub use idmap::{IdMaps, IdRange};
 pub use import::{ImportOptions, ImportStats, ImportWhiteouts, import};
-pub use whiteout::XattrNamespace;
+pub use whiteout::{XattrNamespace, is_opaque};
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

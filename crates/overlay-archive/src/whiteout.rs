@@ -44,6 +44,17 @@ pub fn is_private_xattr(name: &[u8]) -> bool {
     name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
 }
 
+/// Do a directory's xattrs make it opaque (`overlay.opaque=y` in either
+/// namespace, as a layer's `diff` may carry it)?
+pub fn is_opaque(xattrs: &[(std::ffi::OsString, Vec<u8>)]) -> bool {
+    xattrs.iter().any(|(n, v)| {
+        v == b"y"
+            && [XattrNamespace::Trusted, XattrNamespace::User]
+                .iter()
+                .any(|ns| n.as_bytes() == ns.opaque_xattr().as_bytes())
+    })
+}
+
 /// What a base name means in a tar stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Marker<'a> {

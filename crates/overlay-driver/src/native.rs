@@ -16,12 +16,6 @@ fn tree_err(path: &Path) -> impl FnOnce(overlay_fs::Error) -> DiffError + '_ {
     }
 }
 
-fn is_opaque(xattrs: &[(std::ffi::OsString, Vec<u8>)]) -> bool {
-    xattrs
-        .iter()
-        .any(|(n, v)| v == b"y" && (n == "trusted.overlay.opaque" || n == "user.overlay.opaque"))
-}
-
 /// The changes recorded in `upper` over `lowers` (uppermost first), as
 /// Docker's `OverlayChanges` reports them: a whiteout is a deletion, an
 /// opaque directory a deletion of the directory followed by additions of
@@ -62,7 +56,7 @@ fn walk(
         };
         let deleted = md.is_whiteout()
             || match &sub {
-                Some(d) => is_opaque(&d.own_xattrs().map_err(tree_err(&child))?),
+                Some(d) => overlay_archive::is_opaque(&d.own_xattrs().map_err(tree_err(&child))?),
                 None => false,
             };
         let kind = if deleted {
