@@ -281,24 +281,25 @@ pub(crate) fn open_regular_at(
     name: &OsStr,
     flags: OFlags,
 ) -> Result<HostFile> {
-    Ok(open_regular_with_metadata(op, path, dir, name, flags)?.0)
+    Ok(open_regular_with_metadata(op, path.to_path_buf(), dir, name, flags)?.0)
 }
 
-/// [`open_regular_at`], also returning the metadata of the opened inode.
+/// [`open_regular_at`], also returning the metadata of the opened inode;
+/// takes the path (for messages) by value, as the file keeps it.
 pub(crate) fn open_regular_with_metadata(
     op: &'static str,
-    path: &Path,
+    path: PathBuf,
     dir: BorrowedFd<'_>,
     name: &OsStr,
     flags: OFlags,
 ) -> Result<(HostFile, Metadata)> {
-    let (fd, md) = pin_at(op, path, dir, name)?;
-    require_regular(op, path, &md)?;
-    let fd = reopen(op, path, &fd, flags)?;
+    let (fd, md) = pin_at(op, &path, dir, name)?;
+    require_regular(op, &path, &md)?;
+    let fd = reopen(op, &path, &fd, flags)?;
     Ok((
         HostFile {
             file: std::fs::File::from(fd),
-            path: path.to_path_buf(),
+            path,
         },
         md,
     ))

@@ -82,7 +82,7 @@ impl Dir for HostDir {
     }
 
     fn open_file(&self, name: &OsStr) -> Result<(Box<dyn File>, Metadata)> {
-        let (file, md) = open_regular_with_metadata("open", &self.child(name), self.fd.as_fd(), name, OFlags::RDONLY)?;
+        let (file, md) = open_regular_with_metadata("open", self.child(name), self.fd.as_fd(), name, OFlags::RDONLY)?;
         Ok((Box::new(file), md))
     }
 
