@@ -178,15 +178,8 @@ impl Stack {
         let base = open_dir(None, &self.base)?;
         let fs = rmount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
             .map_err(|e| MountError::sys("fsopen overlay", &self.base, e))?;
-        let cfg = |op: &'static str, path: &Path, r: rustix::io::Result<()>| {
-            r.map_err(|e| {
-                if e == Errno::INVAL && op == "fsconfig lowerdir+" && !crate::probe::new_mount_api() {
-                    MountError::NotSupported("the kernel's overlayfs has no lowerdir+ (needs Linux 6.8)".into())
-                } else {
-                    MountError::sys(op, path, e)
-                }
-            })
-        };
+        let cfg =
+            |op: &'static str, path: &Path, r: rustix::io::Result<()>| r.map_err(|e| MountError::sys(op, path, e));
         if settings.index_off {
             cfg(
                 "fsconfig index=off",
@@ -207,7 +200,13 @@ impl Stack {
                 let fd = open_dir(Some(&base), lower)?;
                 rmount::fsconfig_set_fd(&fs, "lowerdir+", &fd)
             };
-            cfg("fsconfig lowerdir+", &path, set)?;
+            set.map_err(|e| {
+                if e == Errno::INVAL && !crate::probe::new_mount_api() {
+                    MountError::NotSupported("the kernel's overlayfs has no lowerdir+ (needs Linux 6.8)".into())
+                } else {
+                    MountError::sys("fsconfig lowerdir+", &path, e)
+                }
+            })?;
         }
         if let Some(u) = &self.upper {
             let fd = open_dir(Some(&base), &u.upperdir)?;
