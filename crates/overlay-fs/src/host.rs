@@ -19,6 +19,7 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::hostdir::fill;
 use crate::metadata::{DirEntry, FileType, Metadata, NodeKind, Timestamp};
 use crate::path::{Part, split, split_child};
 use crate::{File, Fs};
@@ -482,33 +483,17 @@ impl Fs for HostFs {
         const OP: &str = "getxattr";
         let (target, follow, _dir) = self.xattr_target(OP, path)?;
         let cname = check_xattr_args(OP, path, name, None)?;
-        loop {
-            let len = if follow {
-                rfs::getxattr_query(&target, &*cname)
+        let got = fill(&|buf: &mut [u8]| {
+            if follow {
+                rfs::getxattr(&target, &*cname, buf)
             } else {
-                rfs::lgetxattr_query(&target, &*cname)
-            };
-            let len = match len {
-                Ok(n) => n,
-                Err(Errno::NODATA) => return Ok(None),
-                Err(e) => return Err(errno_err(OP, path, e)),
-            };
-            let mut buf = vec![0u8; len];
-            let got = if follow {
-                rfs::getxattr(&target, &*cname, &mut buf[..])
-            } else {
-                rfs::lgetxattr(&target, &*cname, &mut buf[..])
-            };
-            match got {
-                Ok(n) => {
-                    buf.truncate(n);
-                    return Ok(Some(buf));
-                }
-                // Grew between the two calls: ask again.
-                Err(Errno::RANGE) => continue,
-                Err(Errno::NODATA) => return Ok(None),
-                Err(e) => return Err(errno_err(OP, path, e)),
+                rfs::lgetxattr(&target, &*cname, buf)
             }
+        });
+        match got {
+            Ok(value) => Ok(Some(value)),
+            Err(Errno::NODATA) => Ok(None),
+            Err(e) => Err(errno_err(OP, path, e)),
         }
     }
 
@@ -528,31 +513,19 @@ impl Fs for HostFs {
     fn list_xattrs(&self, path: &Path) -> Result<Vec<OsString>> {
         const OP: &str = "listxattr";
         let (target, follow, _dir) = self.xattr_target(OP, path)?;
-        loop {
-            let len = if follow {
-                rfs::listxattr_query(&target)
+        let names = fill(&|buf: &mut [u8]| {
+            if follow {
+                rfs::listxattr(&target, buf)
             } else {
-                rfs::llistxattr_query(&target)
+                rfs::llistxattr(&target, buf)
             }
-            .map_err(|e| errno_err(OP, path, e))?;
-            let mut buf = vec![0u8; len];
-            match if follow {
-                rfs::listxattr(&target, &mut buf[..])
-            } else {
-                rfs::llistxattr(&target, &mut buf[..])
-            } {
-                Ok(n) => {
-                    buf.truncate(n);
-                    return Ok(buf
-                        .split(|b| *b == 0)
-                        .filter(|n| !n.is_empty())
-                        .map(|n| OsString::from_vec(n.to_vec()))
-                        .collect());
-                }
-                Err(Errno::RANGE) => continue,
-                Err(e) => return Err(errno_err(OP, path, e)),
-            }
-        }
+        })
+        .map_err(|e| errno_err(OP, path, e))?;
+        Ok(names
+            .split(|b| *b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| OsString::from_vec(n.to_vec()))
+            .collect())
     }
 
     fn remove_xattr(&self, path: &Path, name: &OsStr) -> Result<()> {

@@ -167,7 +167,7 @@ fn xattr_values(
 }
 
 /// Calls `f` with a small buffer, then with one of the size it reports.
-fn fill(f: &dyn Fn(&mut [u8]) -> rustix::io::Result<usize>) -> rustix::io::Result<Vec<u8>> {
+pub(crate) fn fill(f: &dyn Fn(&mut [u8]) -> rustix::io::Result<usize>) -> rustix::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 256];
     loop {
         match f(&mut buf[..]) {
