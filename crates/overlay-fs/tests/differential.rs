@@ -191,15 +191,19 @@ fn observe(fs: &dyn Fs) -> BTreeMap<PathBuf, String> {
     tree
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-
-    #[test]
-    fn host_and_memory_agree(ops in prop::collection::vec(op(), 1..60)) {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("skipped: the differential test needs root (device nodes, chown, trusted.* xattrs)");
-            return Ok(());
-        }
+#[test]
+fn host_and_memory_agree() {
+    // Checked once, before any case is generated.
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: the differential test needs root (device nodes, chown, trusted.* xattrs)");
+        return;
+    }
+    let config = ProptestConfig {
+        cases: 256,
+        source_file: Some(file!()),
+        ..ProptestConfig::default()
+    };
+    let result = proptest::test_runner::TestRunner::new(config).run(&prop::collection::vec(op(), 1..60), |ops| {
         let dir = tempfile::tempdir().unwrap();
         let host = HostFs::new(dir.path()).unwrap();
         host.set_mode(Path::new(""), 0o755).unwrap();
@@ -209,5 +213,9 @@ proptest! {
             prop_assert_eq!(h, m, "step {} {:?}", i, op);
         }
         prop_assert_eq!(observe(&host), observe(&mem));
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
