@@ -31,16 +31,18 @@ pub fn changes(upper: &dyn Fs, lowers: &[Arc<dyn Fs>]) -> Result<Vec<Change>, Di
     let mut out = Vec::new();
     let mut changed_dirs = HashSet::new();
     let root = upper.open_dir(Path::new("")).map_err(tree_err(Path::new("")))?;
-    walk(root, Path::new(""), lowers, &mut out, &mut changed_dirs)?;
+    walk(root, Path::new(""), lowers, false, &mut out, &mut changed_dirs)?;
     out.sort_by(|a, b| walk_order(&a.path, &b.path));
     out.dedup();
     Ok(out)
 }
 
+/// `new`: `dir` is in no lower layer, so nothing below it can be either.
 fn walk(
     mut dir: Box<dyn Dir>,
     path: &Path,
     lowers: &[Arc<dyn Fs>],
+    new: bool,
     out: &mut Vec<Change>,
     changed_dirs: &mut HashSet<PathBuf>,
 ) -> Result<(), DiffError> {
@@ -61,6 +63,8 @@ fn walk(
             };
         let kind = if deleted {
             Some(ChangeKind::Delete)
+        } else if new {
+            Some(ChangeKind::Add)
         } else {
             match in_lowers(lowers, &child)? {
                 None => Some(ChangeKind::Add),
@@ -89,7 +93,8 @@ fn walk(
             });
         }
         if let Some(sub) = sub {
-            walk(sub, &child, lowers, out, changed_dirs)?;
+            let sub_new = kind == Some(ChangeKind::Add);
+            walk(sub, &child, lowers, sub_new, out, changed_dirs)?;
         }
     }
     Ok(())
