@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use overlay_fs::{ErrorKind, FileType};
 use overlay_layout::{
-    DIFF_DIR, LINK_DIR, LINK_FILE, LOWER_FILE, LayerId, LinkId, Lower, MERGED_DIR, link_target, parse_link_target,
-    relative_link_path,
+    LINK_DIR, LayerId, LinkId, Lower, MERGED_DIR, link_target, parse_link_target, relative_diff_dir,
+    relative_link_file, relative_link_path, relative_lower_file, relative_merged_dir,
 };
 
 use crate::backend::Backend;
@@ -95,7 +95,7 @@ impl<B: Backend> Overlay2<B> {
                 }
             }
             match home
-                .read(&Path::new(id.as_str()).join(LINK_FILE))
+                .read(&relative_link_file(id))
                 .ok()
                 .and_then(|b| LinkId::from_bytes(&b).ok())
             {
@@ -110,13 +110,13 @@ impl<B: Backend> Overlay2<B> {
                 }
                 None => out.push(Problem::CorruptLinkFile(id.as_str().into())),
             }
-            let merged = Path::new(id.as_str()).join(MERGED_DIR);
+            let merged = relative_merged_dir(id);
             if home.exists(&merged)? && !self.backend().is_mounted(&merged) && !self.is_mounted(id.as_str()) {
                 out.push(Problem::MergedWithoutMount(id.as_str().into()));
             }
         }
         for id in &layers {
-            match home.read(&Path::new(id.as_str()).join(LOWER_FILE)) {
+            match home.read(&relative_lower_file(id)) {
                 Ok(bytes) => match Lower::parse(&bytes) {
                     Ok(lower) => {
                         for link in lower.iter() {
@@ -149,7 +149,7 @@ impl<B: Backend> Overlay2<B> {
                 Err(_) => out.push(Problem::LinkOutsideHome { link: name, target }),
                 Ok(layer) => {
                     let owner = LinkId::parse(&name).ok().and_then(|l| links.get(&l));
-                    if owner != Some(&layer) || !home.exists(&Path::new(layer.as_str()).join(DIFF_DIR))? {
+                    if owner != Some(&layer) || !home.exists(&relative_diff_dir(&layer))? {
                         out.push(Problem::DanglingLink(name));
                     }
                 }

@@ -11,8 +11,9 @@ use naive_diff::{BoxError, Change, LayerTrees, NaiveDiff};
 use overlay_archive::{ExportOptions, IdMaps, ImportOptions, ImportWhiteouts, XattrNamespace};
 use overlay_fs::{Dir, ErrorKind, Fs};
 use overlay_layout::{
-    COMMITTED_FILE, DIFF_DIR, DepthLimit, LINK_DIR, LINK_FILE, LOWER_FILE, LayerId, LinkId, Lower, MERGED_DIR,
-    WORK_DIR, link_target, mode, parse_link_target, relative_link_path,
+    DIFF_DIR, DepthLimit, LINK_DIR, LINK_FILE, LOWER_FILE, LayerId, LinkId, Lower, MERGED_DIR, WORK_DIR, link_target,
+    mode, parse_link_target, relative_committed_file, relative_diff_dir, relative_layer_dir, relative_link_file,
+    relative_link_path, relative_lower_file, relative_merged_dir, relative_work_dir,
 };
 
 use crate::backend::{Backend, MountRequest, unsupported_quota};
@@ -44,10 +45,6 @@ impl<B: Backend> std::fmt::Debug for Overlay2<B> {
 }
 
 /// `Path` of `a/b/...` relative to the home.
-fn rel(parts: &[&str]) -> PathBuf {
-    parts.iter().collect()
-}
-
 fn random_suffix() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
@@ -131,7 +128,7 @@ impl<B: Backend> Overlay2<B> {
 
     /// The layer's own link id, from its `link` file.
     fn read_link(&self, id: &LayerId) -> Result<LinkId> {
-        let bytes = self.home().read(&rel(&[id.as_str(), LINK_FILE]))?;
+        let bytes = self.home().read(&relative_link_file(id))?;
         LinkId::from_bytes(&bytes).map_err(|source| DriverError::Layout {
             id: id.as_str().into(),
             source,
@@ -140,7 +137,7 @@ impl<B: Backend> Overlay2<B> {
 
     /// The layer's `lower` chain, `None` for a base layer.
     fn read_lower(&self, id: &LayerId) -> Result<Option<Lower>> {
-        match self.home().read(&rel(&[id.as_str(), LOWER_FILE])) {
+        match self.home().read(&relative_lower_file(id)) {
             Ok(bytes) => Lower::parse(&bytes).map(Some).map_err(|source| DriverError::Layout {
                 id: id.as_str().into(),
                 source,
@@ -322,7 +319,7 @@ impl<B: Backend> Overlay2<B> {
                 home.write(&staging.join(LOWER_FILE), mode::LOWER_FILE, lower.format().as_bytes())?;
             }
             if let Some(p) = &parent {
-                self.write_atomic(&rel(&[p.as_str(), COMMITTED_FILE]), mode::COMMITTED_FILE, b"")?;
+                self.write_atomic(&relative_committed_file(p), mode::COMMITTED_FILE, b"")?;
             }
             home.symlink(&link_target(&id), &link_path)?;
             home.rename(&staging, Path::new(id.as_str()))?;
@@ -350,10 +347,6 @@ impl<B: Backend> Overlay2<B> {
         }
     }
 
-    fn merged(id: &LayerId) -> PathBuf {
-        rel(&[id.as_str(), MERGED_DIR])
-    }
-
     /// Is `parent` the layer directly below `id` (Docker's `isParent`)?
     fn is_parent(&self, id: &LayerId, parent: Option<&LayerId>) -> bool {
         let Ok(lower) = self.read_lower(id) else { return false };
@@ -369,7 +362,7 @@ impl<B: Backend> Overlay2<B> {
     }
 
     fn diff_tree(&self, id: &LayerId) -> Result<Arc<dyn Fs>> {
-        self.backend.subtree(&rel(&[id.as_str(), DIFF_DIR]))
+        self.backend.subtree(&relative_diff_dir(id))
     }
 
     fn naive(&self) -> NaiveDiff<Trees<'_, B>> {
@@ -462,7 +455,7 @@ impl<B: Backend> Overlay2<B> {
     pub fn is_base(&self, id: &str) -> Result<bool> {
         let id = Self::layer_id(id)?;
         self.require(&id)?;
-        Ok(!self.home().exists(&rel(&[id.as_str(), LOWER_FILE]))?)
+        Ok(!self.home().exists(&relative_lower_file(&id))?)
     }
 
     /// Is the layer mounted by this driver right now?
@@ -513,7 +506,7 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
         if !self.home().exists(Path::new(id.as_str()))? {
             return Ok(());
         }
-        let merged = Self::merged(&id);
+        let merged = relative_merged_dir(&id);
         if state.mounts > 0 || self.backend.is_mounted(&merged) {
             self.backend.unmount(&merged)?;
             state.mounts = 0;
@@ -546,7 +539,7 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
         let Some(lower) = self.read_lower(&id)? else {
             return Ok(home_path.join(id.as_str()).join(DIFF_DIR));
         };
-        let merged = Self::merged(&id);
+        let merged = relative_merged_dir(&id);
         self.adopt(&mut state, &merged);
         if state.mounts > 0 {
             state.mounts += 1;
@@ -554,8 +547,8 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
         }
         self.resolve_lower(&id, &lower, false)?;
         let links: Vec<PathBuf> = lower.iter().map(|l| relative_link_path(*l)).collect();
-        let committed = self.home().exists(&rel(&[id.as_str(), COMMITTED_FILE]))?;
-        let diff = rel(&[id.as_str(), DIFF_DIR]);
+        let committed = self.home().exists(&relative_committed_file(&id))?;
+        let diff = relative_diff_dir(&id);
         let req = if committed {
             MountRequest {
                 lowers: std::iter::once(diff).chain(links).collect(),
@@ -566,7 +559,7 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
         } else {
             MountRequest {
                 lowers: links,
-                upper: Some((diff, rel(&[id.as_str(), WORK_DIR]))),
+                upper: Some((diff, relative_work_dir(&id))),
                 target: merged.clone(),
                 label: mount_label.map(str::to_owned),
             }
@@ -593,10 +586,10 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
         let mut state = self.locks.lock(id.as_str());
         // A base layer was never mounted. (Only the file's presence: a
         // layer whose `lower` went bad while mounted still unmounts.)
-        if !self.home().exists(&rel(&[id.as_str(), LOWER_FILE]))? {
+        if !self.home().exists(&relative_lower_file(&id))? {
             return Ok(());
         }
-        let merged = Self::merged(&id);
+        let merged = relative_merged_dir(&id);
         self.adopt(&mut state, &merged);
         if state.mounts > 1 {
             state.mounts -= 1;
@@ -646,14 +639,14 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
             let mut state = self.locks.lock(&id);
             if state.mounts > 0 {
                 if let Ok(id) = LayerId::new(id) {
-                    self.backend.unmount(&Self::merged(&id))?;
+                    self.backend.unmount(&relative_merged_dir(&id))?;
                 }
                 state.mounts = 0;
             }
         }
         // Mounts an earlier process left behind.
         for id in self.layers()? {
-            let merged = Self::merged(&id);
+            let merged = relative_merged_dir(&id);
             if self.backend.is_mounted(&merged) {
                 self.backend.unmount(&merged)?;
             }
@@ -714,7 +707,7 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
         let _lock = self.locks.lock(id.as_str());
         // Unpack beside the empty diff dir, then swap it in: a crash leaves
         // the layer as it was, plus scratch for `repair`.
-        let staging = rel(&[id.as_str(), &format!("{STAGING_PREFIX}apply-{}", random_suffix())]);
+        let staging = relative_layer_dir(&id).join(format!("{STAGING_PREFIX}apply-{}", random_suffix()));
         self.home().mkdir(&staging, mode::DIFF_DIR)?;
         let applied = (|| -> Result<u64> {
             let tree = self.home().subtree(&staging)?;
@@ -727,7 +720,7 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
                 id: id.as_str().into(),
                 source: Box::new(source),
             })?;
-            let diff_dir = rel(&[id.as_str(), DIFF_DIR]);
+            let diff_dir = relative_diff_dir(&id);
             let mode_of_diff = self.home().metadata(&diff_dir)?.mode;
             self.home().set_mode(&staging, mode_of_diff)?;
             self.home().rename(&staging, &diff_dir).map_err(|e| match e.kind() {
@@ -766,10 +759,10 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
         }
         if state.mounts == 0 {
             return Err(DriverError::Path {
-                path: self.backend.home_path().join(Self::merged(&id)),
+                path: self.backend.home_path().join(relative_merged_dir(&id)),
                 reason: format!("layer {:?} is not mounted (get it first)", id.as_str()),
             });
         }
-        self.backend.mounted(&Self::merged(&id))
+        self.backend.mounted(&relative_merged_dir(&id))
     }
 }

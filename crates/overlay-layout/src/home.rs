@@ -217,6 +217,25 @@ pub fn relative_merged_dir(id: &LayerId) -> PathBuf {
     Path::new(id.as_str()).join(MERGED_DIR)
 }
 
+/// `ID/link`: the file holding the layer's [`LinkId`], relative to the home.
+#[must_use]
+pub fn relative_link_file(id: &LayerId) -> PathBuf {
+    Path::new(id.as_str()).join(LINK_FILE)
+}
+
+/// `ID/lower`: the file holding the layer's [`Lower`] chain, relative to
+/// the home.
+#[must_use]
+pub fn relative_lower_file(id: &LayerId) -> PathBuf {
+    Path::new(id.as_str()).join(LOWER_FILE)
+}
+
+/// `ID/committed`: the read-only marker, relative to the home.
+#[must_use]
+pub fn relative_committed_file(id: &LayerId) -> PathBuf {
+    Path::new(id.as_str()).join(COMMITTED_FILE)
+}
+
 /// `../ID/diff`: the target Docker writes for the layer's `l/LINKID`
 /// symlink. Relative, so the home can be moved or bind-mounted elsewhere.
 #[must_use]
