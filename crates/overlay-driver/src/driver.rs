@@ -206,40 +206,35 @@ impl<B: Backend> Overlay2<B> {
         })?;
         let name = OsStr::new(layer.as_str());
         let found = if with_diff {
-            match root.open_dir(name) {
-                Ok(dir) => dir.metadata(OsStr::new(DIFF_DIR)).map(|m| m.is_dir()),
-                Err(e) => Err(e),
-            }
+            root.open_dir(name)
+                .and_then(|dir| dir.metadata(OsStr::new(DIFF_DIR)))
+                .map(|m| m.is_dir())
         } else {
             root.metadata(name).map(|m| m.is_dir())
         };
-        match found {
-            Ok(true) => Ok(layer),
-            Ok(false) => Err(Self::corrupt(
-                id,
-                format!(
-                    "link {} names layer {:?}, which has no diff",
-                    path.display(),
-                    layer.as_str()
-                ),
-            )),
+        // Missing, a symlink, or not a directory: all "no diff".
+        let found = match found {
             Err(e)
                 if matches!(
                     e.kind(),
                     ErrorKind::NotFound | ErrorKind::SymlinkLoop | ErrorKind::NotADirectory
                 ) =>
             {
-                Err(Self::corrupt(
-                    id,
-                    format!(
-                        "link {} names layer {:?}, which has no diff",
-                        path.display(),
-                        layer.as_str()
-                    ),
-                ))
+                false
             }
-            Err(e) => Err(e.into()),
+            other => other?,
+        };
+        if !found {
+            return Err(Self::corrupt(
+                id,
+                format!(
+                    "link {} names layer {:?}, which has no diff",
+                    path.display(),
+                    layer.as_str()
+                ),
+            ));
         }
+        Ok(layer)
     }
 
     /// Writes a file of the home whole or not at all (temporary + rename).
