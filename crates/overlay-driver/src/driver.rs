@@ -278,10 +278,7 @@ impl<B: Backend> Overlay2<B> {
         }
         let lower = match &parent {
             Some(p) => {
-                self.require(p).map_err(|e| match e {
-                    DriverError::NotFound(_) => DriverError::NotFound(p.as_str().into()),
-                    e => e,
-                })?;
+                self.require(p)?;
                 let link = self.read_link(p)?;
                 let parent_lower = self.read_lower(p)?;
                 Some(
