@@ -110,11 +110,22 @@ fn number(field: &[u8], what: &str) -> Result<u64> {
         }
         return Ok(v);
     }
-    let trimmed: Vec<u8> = field.iter().copied().filter(|b| *b != 0 && *b != b' ').collect();
+    // Header fields are at most 12 bytes: trim on the stack, not in a Vec
+    // (seven fields per header).
+    let mut buf = [0u8; 12];
+    let mut len = 0;
+    for &b in field.iter().filter(|b| **b != 0 && **b != b' ') {
+        let Some(slot) = buf.get_mut(len) else {
+            return Err(corrupt(format!("{what} in a tar header is not a number")));
+        };
+        *slot = b;
+        len += 1;
+    }
+    let trimmed = &buf[..len];
     if trimmed.is_empty() {
         return Ok(0);
     }
-    let s = std::str::from_utf8(&trimmed).map_err(|_| corrupt(format!("{what} in a tar header is not a number")))?;
+    let s = std::str::from_utf8(trimmed).map_err(|_| corrupt(format!("{what} in a tar header is not a number")))?;
     u64::from_str_radix(s, 8).map_err(|_| corrupt(format!("{what} {s:?} in a tar header is not octal")))
 }
 
