@@ -639,7 +639,9 @@ impl Collector {
 
     fn push(&mut self, item: Item) -> std::result::Result<(), HungUp> {
         self.unloaded |= matches!(item, Item::Unloaded { .. });
-        if self.batch.items.capacity() == 0 {
+        // Whole batches only on the threaded walk; a single `append` (the
+        // naive diff calls it per change) holds one entry.
+        if self.batch.items.capacity() == 0 && self.to_loaders.is_some() {
             self.batch.items.reserve_exact(BATCH_ITEMS);
         }
         self.batch.items.push(item);
