@@ -646,15 +646,14 @@ fn remove_all_at(op: &'static str, path: &Path, dir: BorrowedFd<'_>, name: &OsSt
         Err(Errno::NOENT) => return Ok(()),
         Err(e) => return Err(errno_err(op, path, e)),
     };
-    let child_fd = fd.try_clone().map_err(|e| crate::io_error(op, path, &e))?;
-    for entry in crate::Dir::entries(&mut crate::hostdir::HostDir::new(fd, path.to_path_buf()))? {
-        let child = path.join(&entry.name);
+    let mut sub = crate::hostdir::HostDir::new(fd, path.to_path_buf());
+    for entry in crate::Dir::entries(&mut sub)? {
         if entry.file_type == FileType::Directory {
-            remove_all_at(op, &child, child_fd.as_fd(), &entry.name)?;
+            remove_all_at(op, &path.join(&entry.name), sub.fd(), &entry.name)?;
         } else {
-            match rfs::unlinkat(&child_fd, &*entry.name, AtFlags::empty()) {
+            match rfs::unlinkat(sub.fd(), &*entry.name, AtFlags::empty()) {
                 Ok(()) | Err(Errno::NOENT) => {}
-                Err(e) => return Err(errno_err(op, &child, e)),
+                Err(e) => return Err(errno_err(op, &path.join(&entry.name), e)),
             }
         }
     }

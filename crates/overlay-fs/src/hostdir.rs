@@ -3,7 +3,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
@@ -28,6 +28,11 @@ pub(crate) struct HostDir {
 impl HostDir {
     pub(crate) fn new(fd: OwnedFd, path: PathBuf) -> Self {
         Self { fd, path }
+    }
+
+    /// The directory's descriptor, for `*at` calls in it.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
     fn child(&self, name: &OsStr) -> PathBuf {
