@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::error::{Failure, Result, fail};
 use crate::import::{self, Driver, HomeLock};
 use crate::stream::Decoder;
-use crate::{Cli, Command, Output, demo, progress};
+use crate::{Cli, Command, Output, Serve, demo, progress, serve};
 
 /// Runs the command `cli` asks for.
 ///
@@ -21,6 +21,9 @@ use crate::{Cli, Command, Output, demo, progress};
 ///
 /// Whatever the command fails with, naming the layer or file.
 pub fn run(cli: &Cli) -> Result<Output> {
+    if let Command::Serve(Serve::Containerd { socket }) = &cli.command {
+        return serve::containerd(&cli.home, socket);
+    }
     let driver = open_driver(&cli.home)?;
     let d = &driver;
     match &cli.command {
@@ -94,6 +97,7 @@ pub fn run(cli: &Cli) -> Result<Output> {
         Command::Check { repair } => check(d, *repair),
         Command::Cleanup => cleanup(d),
         Command::Demo => demo::run(d),
+        Command::Serve(_) => unreachable!("served above"),
     }
 }
 

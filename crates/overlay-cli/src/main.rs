@@ -18,6 +18,7 @@ mod error;
 mod image;
 mod import;
 mod progress;
+mod serve;
 mod stream;
 
 use std::io::Write as _;
@@ -167,6 +168,24 @@ pub enum Command {
     Cleanup,
     /// Build a small sample image from files on this machine, import it, mount it, show it, unmount.
     Demo,
+    /// Serve a container engine on a unix socket (0600) until SIGTERM.
+    #[command(subcommand)]
+    Serve(Serve),
+}
+
+/// The engines `serve` speaks to.
+#[derive(Debug, Subcommand)]
+pub enum Serve {
+    /// containerd's snapshot service (a `[proxy_plugins]` snapshotter).
+    ///
+    /// Every snapshot is a layer of the home (Docker's overlay2 layout),
+    /// with keys, kinds, labels and times in `snapshots.redb` inside it.
+    /// The home belongs to containerd: give it a directory of its own.
+    Containerd {
+        /// The socket containerd's `address` names.
+        #[arg(long, value_name = "PATH", default_value = "/run/overlay2-rs/containerd.sock")]
+        socket: PathBuf,
+    },
 }
 
 /// Accepts the quota sizes the driver accepts.

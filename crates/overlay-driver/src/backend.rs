@@ -39,6 +39,9 @@ pub struct Capabilities {
     pub naive_reason: Option<String>,
     /// Project quotas work; else why not.
     pub quota: std::result::Result<(), String>,
+    /// Mounts pass `index=off` (the kernel has the `index` feature, and
+    /// Docker turns it off: layers are mounted on ever new stacks).
+    pub index_off: bool,
 }
 
 /// The storage and mounting a driver runs on.
@@ -142,6 +145,7 @@ impl KernelBackend {
             native_diff,
             naive_reason,
             quota: quota.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+            index_off: features.index_param,
         };
         let home: Arc<dyn Fs> = Arc::new(HostFs::new(&path)?);
         Ok(Self {

@@ -103,7 +103,7 @@ impl<B: Backend> Overlay2<B> {
         &**self.backend.home()
     }
 
-    fn layer_id(id: &str) -> Result<LayerId> {
+    pub(crate) fn layer_id(id: &str) -> Result<LayerId> {
         LayerId::new(id).map_err(DriverError::InvalidId)
     }
 
@@ -114,7 +114,7 @@ impl<B: Backend> Overlay2<B> {
         }
     }
 
-    fn require(&self, id: &LayerId) -> Result<()> {
+    pub(crate) fn require(&self, id: &LayerId) -> Result<()> {
         match self.home().metadata(Path::new(id.as_str())) {
             Ok(m) if m.is_dir() => Ok(()),
             Ok(_) => Err(Self::corrupt(
@@ -136,7 +136,7 @@ impl<B: Backend> Overlay2<B> {
     }
 
     /// The layer's `lower` chain, `None` for a base layer.
-    fn read_lower(&self, id: &LayerId) -> Result<Option<Lower>> {
+    pub(crate) fn read_lower(&self, id: &LayerId) -> Result<Option<Lower>> {
         match self.home().read(&relative_lower_file(id)) {
             Ok(bytes) => Lower::parse(&bytes).map(Some).map_err(|source| DriverError::Layout {
                 id: id.as_str().into(),
@@ -158,7 +158,7 @@ impl<B: Backend> Overlay2<B> {
     /// and name a layer directory (not a symlink) of this home; with
     /// `with_diff`, also one with a `diff` directory. `get` leaves that to
     /// the mount and, if it fails, looks again with it to name the damage.
-    fn resolve_lower(&self, id: &LayerId, lower: &Lower, with_diff: bool) -> Result<Vec<LayerId>> {
+    pub(crate) fn resolve_lower(&self, id: &LayerId, lower: &Lower, with_diff: bool) -> Result<Vec<LayerId>> {
         let links = self.home().open_dir(Path::new(LINK_DIR))?;
         let root = self.home().open_dir(Path::new(""))?;
         lower
@@ -353,7 +353,7 @@ impl<B: Backend> Overlay2<B> {
         self.backend.capabilities().native_diff && self.is_parent(id, parent)
     }
 
-    fn diff_tree(&self, id: &LayerId) -> Result<Arc<dyn Fs>> {
+    pub(crate) fn diff_tree(&self, id: &LayerId) -> Result<Arc<dyn Fs>> {
         self.backend.subtree(&relative_diff_dir(id))
     }
 

@@ -34,6 +34,7 @@
 
 mod backend;
 mod check;
+mod dirs;
 mod driver;
 mod error;
 pub mod fake;
@@ -44,6 +45,7 @@ mod options;
 
 pub use backend::{Backend, Capabilities, KernelBackend, MountRequest};
 pub use check::Problem;
+pub use dirs::{LayerDirs, Usage};
 pub use driver::{Overlay2, STAGING_PREFIX};
 pub use error::{DriverError, Result};
 pub use fake::FakeBackend;

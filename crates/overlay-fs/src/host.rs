@@ -101,6 +101,7 @@ pub(crate) fn metadata_from_stat(st: &rfs::Stat) -> Metadata {
         gid: st.st_gid,
         size: st.st_size.max(0) as u64,
         nlink: st.st_nlink,
+        blocks: st.st_blocks.max(0) as u64,
         ino: st.st_ino,
         dev: st.st_dev,
         rdev: st.st_rdev,

@@ -293,6 +293,8 @@ impl State {
             gid: n.gid,
             size,
             nlink,
+            // As a filesystem of 4 KiB blocks without holes allocates.
+            blocks: size.div_ceil(4096) * 8,
             ino,
             dev: 0,
             rdev,

@@ -151,6 +151,9 @@ pub struct Metadata {
     pub size: u64,
     /// Number of hard links.
     pub nlink: u64,
+    /// Space allocated, in 512-byte units (`st_blocks`): what `du`
+    /// counts, holes excluded.
+    pub blocks: u64,
     /// Inode number: two names with equal `(dev, ino)` are hard links.
     pub ino: u64,
     /// Device of the filesystem holding the node.

@@ -66,6 +66,7 @@ impl FakeBackend {
                 native_diff: true,
                 naive_reason: None,
                 quota: Err("the in-memory fake keeps no quotas".into()),
+                index_off: true,
             },
         }
     }

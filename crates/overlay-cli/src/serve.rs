@@ -1,0 +1,113 @@
+//! Long-running servers for container engines: one tokio runtime, one way
+//! to listen on a unix socket, one way to shut down (SIGTERM or SIGINT:
+//! stop accepting, finish the calls under way, remove the socket).
+
+use std::os::unix::fs::FileTypeExt as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use overlay_snapshotter::{Service, Snapshotter};
+use serde_json::json;
+use tracing::info;
+
+use crate::Output;
+use crate::error::{Failure, Result, fail};
+
+/// Logs to stderr, at `info` unless `RUST_LOG` says otherwise.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Binds `path` as a unix socket only its owner may use (0600), made so
+/// from the start (no moment when others could connect). A socket left by
+/// a server that is gone is replaced; one a live server answers on is not.
+fn listen(path: &Path) -> Result<std::os::unix::net::UnixListener> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                fail!("{}: another server is listening on this socket", path.display());
+            }
+            std::fs::remove_file(path).map_err(|e| Failure::new(format!("{}: {e}", path.display())))?;
+        }
+        Ok(_) => fail!("{}: exists and is not a socket", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => fail!("{}: {e}", path.display()),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Failure::new(format!("{}: {e}", dir.display())))?;
+    }
+    // Called before the runtime starts its threads: the umask is the
+    // process's, and nothing else creates files meanwhile.
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let bound = std::os::unix::net::UnixListener::bind(path);
+    rustix::process::umask(old);
+    let listener = bound.map_err(|e| Failure::new(format!("cannot listen on {}: {e}", path.display())))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Failure::new(format!("{}: {e}", path.display())))?;
+    Ok(listener)
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the server runs until killed.
+        return std::future::pending().await;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    info!(signal = name, "shutting down");
+}
+
+/// Runs `serve` on a fresh multi-threaded runtime with the socket
+/// `path`, then removes the socket.
+fn run_server<F, Fut>(path: &Path, serve: F) -> Result<()>
+where
+    F: FnOnce(tokio::net::UnixListener) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let std_listener = listen(path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("overlay2-serve")
+        .build()
+        .map_err(|e| Failure::new(format!("cannot start the runtime: {e}")))?;
+    let served = runtime.block_on(async {
+        let listener = tokio::net::UnixListener::from_std(std_listener)
+            .map_err(|e| Failure::new(format!("{}: {e}", path.display())))?;
+        serve(listener).await
+    });
+    let _ = std::fs::remove_file(path);
+    served
+}
+
+/// `overlay2 serve containerd`: containerd's snapshot service on `socket`.
+pub fn containerd(home: &Path, socket: &Path) -> Result<Output> {
+    init_logging();
+    let snapshotter = Snapshotter::open(home).map_err(|e| Failure::new(format!("home {}: {e}", home.display())))?;
+    let removed = snapshotter
+        .cleanup()
+        .map_err(|e| Failure::new(format!("home {}: {e}", home.display())))?;
+    if !removed.is_empty() {
+        info!(layers = removed.len(), "removed layers an interrupted operation left");
+    }
+    let service = Service::new(Arc::new(snapshotter));
+    run_server(socket, |listener| async move {
+        info!(home = %home.display(), socket = %socket.display(), "serving containerd snapshots");
+        service
+            .serve(listener, shutdown_signal())
+            .await
+            .map_err(|e| Failure::new(format!("server on {}: {e}", socket.display())))
+    })?;
+    info!("stopped");
+    Ok(Output::new(json!({ "stopped": true }), ""))
+}
