@@ -21,8 +21,22 @@ use crate::{Cli, Command, Output, Serve, demo, progress, serve};
 ///
 /// Whatever the command fails with, naming the layer or file.
 pub fn run(cli: &Cli) -> Result<Output> {
-    if let Command::Serve(Serve::Containerd { socket }) = &cli.command {
-        return serve::containerd(&cli.home, socket);
+    match &cli.command {
+        Command::Serve(Serve::Containerd { socket }) => return serve::containerd(&cli.home, socket),
+        Command::SampleImage {
+            output,
+            busybox,
+            extra_layers,
+            tag,
+        } => {
+            let opts = demo::SampleOptions {
+                busybox: busybox.clone(),
+                extra_layers: *extra_layers,
+                tag: tag.clone(),
+            };
+            return demo::sample_image(output, &opts);
+        }
+        _ => {}
     }
     let driver = open_driver(&cli.home)?;
     let d = &driver;
@@ -97,7 +111,7 @@ pub fn run(cli: &Cli) -> Result<Output> {
         Command::Check { repair } => check(d, *repair),
         Command::Cleanup => cleanup(d),
         Command::Demo => demo::run(d),
-        Command::Serve(_) => unreachable!("served above"),
+        Command::Serve(_) | Command::SampleImage { .. } => Err(Failure::new("handled before the home is opened")),
     }
 }
 

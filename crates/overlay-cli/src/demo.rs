@@ -84,8 +84,27 @@ fn licenses(n: usize) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// What goes into the sample image beyond the demo's three layers.
+#[derive(Debug, Clone, Default)]
+pub struct SampleOptions {
+    /// A static busybox to put in layer 1 as `/bin/busybox` with `/bin/sh`
+    /// and the usual applets linked to it, so a container engine can run
+    /// the image.
+    pub busybox: Option<PathBuf>,
+    /// Layers to add on top, each with one file `/layers/N` (deep stacks).
+    pub extra_layers: usize,
+    /// The image's tag.
+    pub tag: String,
+}
+
+/// Applets linked to `/bin/busybox` when the image carries it.
+const APPLETS: &[&str] = &[
+    "sh", "cat", "echo", "ls", "sleep", "true", "false", "test", "mkdir", "rm", "touch", "wc", "head", "sync", "id",
+    "printf", "stat", "dd",
+];
+
 /// The three layers, bottom first, and where their files came from.
-fn sample_layers() -> Result<(Vec<Vec<u8>>, Vec<String>)> {
+fn sample_layers(opts: &SampleOptions) -> Result<(Vec<Vec<u8>>, Vec<String>)> {
     let mut sources = Vec::new();
     let mut etc = |name: &str, fallback: &str| -> Vec<u8> {
         let path = Path::new("/etc").join(name);
@@ -123,6 +142,23 @@ fn sample_layers() -> Result<(Vec<Vec<u8>>, Vec<String>)> {
     ];
     for (name, data) in &licenses {
         base.push(Entry::File(format!("{lic}/{name}"), data.clone(), 0o644));
+    }
+    if let Some(bb) = &opts.busybox {
+        let data = std::fs::read(bb).map_err(|e| Failure::new(format!("cannot read busybox {}: {e}", bb.display())))?;
+        sources.push(bb.display().to_string());
+        base.push(Entry::Dir("bin".into()));
+        base.push(Entry::File("bin/busybox".into(), data, 0o755));
+        base.extend(
+            APPLETS
+                .iter()
+                .map(|a| Entry::Symlink(format!("bin/{a}"), "busybox".into())),
+        );
+        base.extend([
+            Entry::Dir("tmp".into()),
+            Entry::Dir("proc".into()),
+            Entry::Dir("dev".into()),
+            Entry::Dir("sys".into()),
+        ]);
     }
     base.extend([
         Entry::Dir("srv".into()),
@@ -168,29 +204,43 @@ fn sample_layers() -> Result<(Vec<Vec<u8>>, Vec<String>)> {
         ),
         Entry::Symlink("usr/local/bin/hi".into(), "hello".into()),
     ];
-    Ok((vec![layer_tar(&base)?, layer_tar(&changes)?, layer_tar(&app)?], sources))
+    let mut layers = vec![layer_tar(&base)?, layer_tar(&changes)?, layer_tar(&app)?];
+    for n in 0..opts.extra_layers {
+        layers.push(layer_tar(&[
+            Entry::Dir("layers".into()),
+            Entry::File(format!("layers/{n}"), format!("layer {}\n", n + 4).into_bytes(), 0o644),
+        ])?);
+    }
+    Ok((layers, sources))
 }
 
 /// Writes the sample as a `docker save` tar at `path`.
-fn write_image(path: &Path) -> Result<Vec<String>> {
-    let (layers, sources) = sample_layers()?;
+pub fn write_image(path: &Path, opts: &SampleOptions) -> Result<Vec<String>> {
+    let (layers, sources) = sample_layers(opts)?;
+    let mut history = vec![
+        json!({ "created_by": "overlay2 demo: base files" }),
+        json!({ "created_by": "overlay2 demo: delete /etc/issue, opaque licences dir" }),
+        json!({ "created_by": "overlay2 demo: edit /etc/hosts, add hello" }),
+    ];
+    history
+        .extend((0..opts.extra_layers).map(|n| json!({ "created_by": format!("overlay2 sample-image: /layers/{n}") })));
+    let tag = if opts.tag.is_empty() {
+        "overlay2-demo:latest"
+    } else {
+        opts.tag.as_str()
+    };
     let diff_ids: Vec<Digest> = layers.iter().map(|l| Digest::of(l)).collect();
     let config = json!({
         "architecture": crate::image::host_arch(),
         "os": "linux",
         "config": { "Cmd": ["/usr/local/bin/hello"] },
         "rootfs": { "type": "layers", "diff_ids": diff_ids.iter().map(Digest::as_str).collect::<Vec<_>>() },
-        "history": [
-            { "created_by": "overlay2 demo: base files" },
-            { "created_by": "overlay2 demo: delete /etc/issue, opaque licences dir" },
-            { "created_by": "overlay2 demo: edit /etc/hosts, add hello" },
-        ],
+        "history": history,
     })
     .to_string();
     let config_name = format!("{}.json", Digest::of(config.as_bytes()).hex());
     let layer_names: Vec<String> = diff_ids.iter().map(|d| format!("{}/layer.tar", d.hex())).collect();
-    let manifest =
-        json!([{ "Config": config_name, "RepoTags": ["overlay2-demo:latest"], "Layers": layer_names }]).to_string();
+    let manifest = json!([{ "Config": config_name, "RepoTags": [tag], "Layers": layer_names }]).to_string();
     let io = |e: std::io::Error| Failure::new(format!("cannot write the sample image {}: {e}", path.display()));
     let file = std::fs::File::create(path).map_err(io)?;
     let mut b = tar::Builder::new(std::io::BufWriter::new(file));
@@ -221,7 +271,7 @@ pub fn run(d: &Driver) -> Result<Output> {
     let home = d.backend().home_path().to_path_buf();
     let tmp = tempfile::tempdir().map_err(|e| Failure::new(format!("cannot make a temporary directory: {e}")))?;
     let image = tmp.path().join("overlay2-demo.tar");
-    let sources = write_image(&image)?;
+    let sources = write_image(&image, &SampleOptions::default())?;
     let mut text = vec![
         format!(
             "1. Built a sample image in docker-save form ({}) from files of this machine:",
@@ -303,4 +353,19 @@ pub fn run(d: &Driver) -> Result<Output> {
         "tree": list,
     });
     Ok(Output::new(json, text.join("\n")))
+}
+
+/// `overlay2 sample-image`: the demo's image written to `out`, for
+/// container engines (with busybox) and benchmarks (with extra layers).
+///
+/// # Errors
+///
+/// Busybox cannot be read, or the file cannot be written.
+pub fn sample_image(out: &Path, opts: &SampleOptions) -> Result<Output> {
+    let sources = write_image(out, opts)?;
+    let layers = 3 + opts.extra_layers;
+    Ok(Output::new(
+        json!({ "image": out, "layers": layers, "sources": sources }),
+        format!("wrote {} ({layers} layers, docker save form)", out.display()),
+    ))
 }

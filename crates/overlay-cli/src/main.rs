@@ -168,6 +168,21 @@ pub enum Command {
     Cleanup,
     /// Build a small sample image from files on this machine, import it, mount it, show it, unmount.
     Demo,
+    /// Write the demo's sample image (docker save form) to a file, for container engines and benchmarks.
+    SampleImage {
+        /// Where to write it.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        /// Put this static busybox in the image (`/bin/sh` and friends), so it runs in a container.
+        #[arg(long, value_name = "PATH")]
+        busybox: Option<PathBuf>,
+        /// Add this many layers on top (one small file each).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        extra_layers: usize,
+        /// The image's tag.
+        #[arg(long, value_name = "NAME", default_value = "overlay2-demo:latest")]
+        tag: String,
+    },
     /// Serve a container engine on a unix socket (0600) until SIGTERM.
     #[command(subcommand)]
     Serve(Serve),
