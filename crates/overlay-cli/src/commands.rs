@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::error::{Failure, Result, fail};
 use crate::import::{self, Driver, HomeLock};
 use crate::stream::Decoder;
-use crate::{Cli, Command, Output, Serve, demo, progress, serve};
+use crate::{Cli, Command, Output, Serve, demo, progress, serve, snapshots};
 
 /// Runs the command `cli` asks for.
 ///
@@ -37,6 +37,18 @@ pub fn run(cli: &Cli) -> Result<Output> {
             return demo::sample_image(output, &opts);
         }
         _ => {}
+    }
+    if matches!(
+        cli.command,
+        Command::Create { .. } | Command::Rm { .. } | Command::Apply { .. } | Command::Import { .. } | Command::Demo
+    ) && cli.home.join(overlay_snapshotter::DB_FILE).exists()
+    {
+        fail!(
+            "{} is a containerd snapshotter's home ({} is there): its layers are made and removed \
+             through containerd only (ls, changes, diff and check read it)",
+            cli.home.display(),
+            overlay_snapshotter::DB_FILE
+        );
     }
     let driver = open_driver(&cli.home)?;
     let d = &driver;
@@ -491,6 +503,10 @@ fn check(d: &Driver, repair: bool) -> Result<Output> {
     for p in d.check()? {
         problems.push((kind_of(&p), p.to_string()));
     }
+    let snapshots = snapshots::open(&home, &mut notes);
+    if let Some(s) = &snapshots {
+        problems.extend(snapshots::check(s)?);
+    }
     let mut repaired: Vec<(String, String)> = Vec::new();
     if repair {
         for id in &marked {
@@ -509,9 +525,16 @@ fn check(d: &Driver, repair: bool) -> Result<Output> {
         for p in d.repair()? {
             repaired.push((kind_of(&p), format!("fixed: {p}")));
         }
+        if let Some(s) = &snapshots {
+            repaired.extend(snapshots::repair(s)?);
+        }
     }
     let remaining: Vec<(String, String)> = if repair {
-        d.check()?.iter().map(|p| (kind_of(p), p.to_string())).collect()
+        let mut left: Vec<(String, String)> = d.check()?.iter().map(|p| (kind_of(p), p.to_string())).collect();
+        if let Some(s) = &snapshots {
+            left.extend(snapshots::check(s)?);
+        }
+        left
     } else {
         problems.clone()
     };

@@ -19,6 +19,7 @@ mod image;
 mod import;
 mod progress;
 mod serve;
+mod snapshots;
 mod stream;
 
 use std::io::Write as _;

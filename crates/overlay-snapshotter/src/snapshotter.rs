@@ -365,7 +365,14 @@ impl<B: Backend> Snapshotter<B> {
         check_key("committed snapshot name", name)?;
         check_key("snapshot key", key)?;
         check_labels(name, &mut labels)?;
-        let rec = self.store.get(key)?;
+        // containerd's order: the name taken, the key missing, not active.
+        let rec = {
+            let txn = self.store.write()?;
+            if txn.get(name)?.is_some() {
+                return Err(SnapshotError::AlreadyExists(name.to_owned()));
+            }
+            txn.require(key)?
+        };
         if rec.kind != Kind::Active {
             return Err(SnapshotError::FailedPrecondition(format!(
                 "snapshot {key:?} is not active (it is {}): only active snapshots can be committed",
