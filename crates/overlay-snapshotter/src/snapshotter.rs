@@ -632,3 +632,28 @@ impl<B: Backend> Snapshotter<B> {
         Ok(found)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// The limit matches what was measured with containerd 1.6.20's own
+    /// mount code on this kernel (crates/overlay-snapshotter/testsuite:
+    /// 141 lowers below an active snapshot mount from a home of 52 bytes,
+    /// 142 fail with "mount options is too long").
+    #[test]
+    fn containerd_depth_limit_of_a_home() {
+        let home = Path::new("/tmp/snapshot-suite-overlay2-rs-1234567890/home/abcd");
+        assert_eq!(home.as_os_str().len(), 52);
+        assert_eq!(containerd_depth_limit(home, true).map(DepthLimit::get), Some(141));
+        // Without index=off there are 10 bytes more: not a whole layer.
+        assert_eq!(containerd_depth_limit(home, false).map(DepthLimit::get), Some(141));
+        let deep = Path::new("/var/lib/overlay2-rs/containerd");
+        assert_eq!(containerd_depth_limit(deep, true).map(DepthLimit::get), Some(142));
+        assert!(containerd_depth_limit(Path::new("/"), true).is_some_and(|d| d.get() >= 128));
+        let long = PathBuf::from(format!("/{}", "d".repeat(2100)));
+        assert_eq!(containerd_depth_limit(&long, true), None);
+    }
+}

@@ -94,10 +94,20 @@ fn commit(name: &str, key: &str) -> CommitSnapshotRequest {
 async fn calls_and_codes_over_the_socket() {
     let server = Server::start();
     let mut c = client(&server.socket).await;
-    let m = c.prepare(prepare("default/1/extract a", "")).await.expect("prepare").into_inner();
+    let m = c
+        .prepare(prepare("default/1/extract a", ""))
+        .await
+        .expect("prepare")
+        .into_inner();
     assert_eq!(m.mounts[0].r#type, "bind");
-    c.commit(commit("default/2/sha256:c", "default/1/extract a")).await.expect("commit");
-    let m = c.prepare(prepare("ctr", "default/2/sha256:c")).await.expect("prepare").into_inner();
+    c.commit(commit("default/2/sha256:c", "default/1/extract a"))
+        .await
+        .expect("commit");
+    let m = c
+        .prepare(prepare("ctr", "default/2/sha256:c"))
+        .await
+        .expect("prepare")
+        .into_inner();
     assert_eq!(m.mounts[0].r#type, "overlay");
     let again = c
         .mounts(MountsRequest {
@@ -121,7 +131,10 @@ async fn calls_and_codes_over_the_socket() {
     assert_eq!(info.kind, Kind::Active as i32);
     assert_eq!(info.parent, "default/2/sha256:c");
     assert_eq!(info.created_at, info.updated_at);
-    assert_eq!(info.labels.get("containerd.io/snapshot/x").map(String::as_str), Some("1"));
+    assert_eq!(
+        info.labels.get("containerd.io/snapshot/x").map(String::as_str),
+        Some("1")
+    );
     let usage = c
         .usage(UsageRequest {
             snapshotter: String::new(),
@@ -136,9 +149,18 @@ async fn calls_and_codes_over_the_socket() {
     let status = c.prepare(prepare("ctr", "")).await.expect_err("duplicate");
     assert_eq!(status.code(), Code::AlreadyExists);
     assert!(status.message().contains("\"ctr\""), "{}", status.message());
-    assert_eq!(c.prepare(prepare("", "")).await.expect_err("empty").code(), Code::InvalidArgument);
-    assert_eq!(c.prepare(prepare("x", "ctr")).await.expect_err("active parent").code(), Code::InvalidArgument);
-    assert_eq!(c.prepare(prepare("x", "nope")).await.expect_err("no parent").code(), Code::NotFound);
+    assert_eq!(
+        c.prepare(prepare("", "")).await.expect_err("empty").code(),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        c.prepare(prepare("x", "ctr")).await.expect_err("active parent").code(),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        c.prepare(prepare("x", "nope")).await.expect_err("no parent").code(),
+        Code::NotFound
+    );
     let view = ViewSnapshotRequest {
         snapshotter: String::new(),
         key: "v".into(),
@@ -166,12 +188,18 @@ async fn calls_and_codes_over_the_socket() {
             paths: vec!["parent".into()],
         }),
     };
-    assert_eq!(c.update(bad_update).await.expect_err("parent").code(), Code::InvalidArgument);
+    assert_eq!(
+        c.update(bad_update).await.expect_err("parent").code(),
+        Code::InvalidArgument
+    );
     let bad_list = ListSnapshotsRequest {
         snapshotter: String::new(),
         filters: vec!["kind=active".into()],
     };
-    assert_eq!(c.list(bad_list).await.expect_err("bad filter").code(), Code::InvalidArgument);
+    assert_eq!(
+        c.list(bad_list).await.expect_err("bad filter").code(),
+        Code::InvalidArgument
+    );
     server.stop().await;
 }
 
@@ -187,7 +215,9 @@ async fn list_streams_in_batches_and_calls_run_concurrently() {
         let mut c = c.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..25 {
-                c.prepare(prepare(&format!("k8s.io/{t}/{i} c"), "base")).await.expect("prepare");
+                c.prepare(prepare(&format!("k8s.io/{t}/{i} c"), "base"))
+                    .await
+                    .expect("prepare");
             }
         }));
     }

@@ -238,9 +238,8 @@ pub(crate) fn vm_test(root: &Path, timeout: Duration) -> Result<(), Failure> {
         &Step::tool("apt-cache", "apt-cache", &["depends", KERNEL_METAPACKAGE]),
     )?;
     let kernel_pkg = progress.task("kernel", "pick the kernel package", || {
-        kernel_package(&depends).ok_or_else(|| {
-            format!("`apt-cache depends {KERNEL_METAPACKAGE}` names no linux-image package:\n{depends}")
-        })
+        kernel_package(&depends)
+            .ok_or_else(|| format!("`apt-cache depends {KERNEL_METAPACKAGE}` names no linux-image package:\n{depends}"))
     })?;
     let debs = work.join("debs");
     std::fs::create_dir_all(&debs).map_err(|e| Failure::Task {
@@ -451,13 +450,7 @@ fn find_deb(dir: &Path, package: &str) -> Option<PathBuf> {
 
 /// `dpkg-deb -x` of `package`'s `.deb` into `WORK/PACKAGE`, once
 /// (into a temporary directory, renamed when complete).
-fn unpack(
-    root: &Path,
-    progress: &mut Progress,
-    debs: &Path,
-    work: &Path,
-    package: &str,
-) -> Result<PathBuf, Failure> {
+fn unpack(root: &Path, progress: &mut Progress, debs: &Path, work: &Path, package: &str) -> Result<PathBuf, Failure> {
     let dir = work.join(package);
     if dir.is_dir() {
         return Ok(dir);
@@ -514,8 +507,7 @@ impl Kernel {
             .unwrap_or_default()
             .to_owned();
         let config_path = boot.join(format!("config-{version}"));
-        let config =
-            std::fs::read_to_string(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
+        let config = std::fs::read_to_string(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
         let missing = missing_config(&config);
         if !missing.is_empty() {
             return Err(format!(
