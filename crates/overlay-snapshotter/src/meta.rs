@@ -236,19 +236,26 @@ impl Store {
         })
     }
 
-    /// The record of `key`, from a consistent snapshot of the database.
+    /// The record of `key` if there is one, from a read transaction (which
+    /// never waits for a writer).
+    ///
+    /// # Errors
+    ///
+    /// The database fails.
+    pub fn lookup(&self, key: &str) -> Result<Option<Record>> {
+        let r = self.db.begin_read().map_err(db)?;
+        let t = r.open_table(SNAPSHOTS).map_err(db)?;
+        let v = t.get(key).map_err(db)?;
+        v.map(|v| decode(key, v.value())).transpose()
+    }
+
+    /// The record of `key`.
     ///
     /// # Errors
     ///
     /// NotFound, or the database fails.
     pub fn get(&self, key: &str) -> Result<Record> {
-        let r = self.db.begin_read().map_err(db)?;
-        let t = r.open_table(SNAPSHOTS).map_err(db)?;
-        let v = t.get(key).map_err(db)?;
-        match v {
-            Some(v) => decode(key, v.value()),
-            None => Err(SnapshotError::NotFound(key.to_owned())),
-        }
+        self.lookup(key)?.ok_or_else(|| SnapshotError::NotFound(key.to_owned()))
     }
 
     /// Every snapshot, sorted by key, from one consistent read.

@@ -285,15 +285,12 @@ impl<B: Backend> Snapshotter<B> {
         let parent = (!parent.is_empty()).then_some(parent);
         let _gc = self.gc.read();
         // Refuse what will be refused before making a layer for it.
-        let parent_layer = {
-            let txn = self.store.write()?;
-            if txn.get(key)?.is_some() {
-                return Err(SnapshotError::AlreadyExists(key.to_owned()));
-            }
-            parent
-                .map(|p| Self::parent_layer(txn.get(p)?, key, p).map(|r| r.layer))
-                .transpose()?
-        };
+        if self.store.lookup(key)?.is_some() {
+            return Err(SnapshotError::AlreadyExists(key.to_owned()));
+        }
+        let parent_layer = parent
+            .map(|p| Self::parent_layer(self.store.lookup(p)?, key, p).map(|r| r.layer))
+            .transpose()?;
         let layer = new_layer_id();
         let opts = CreateOpts::default();
         let made = match kind {
@@ -366,13 +363,10 @@ impl<B: Backend> Snapshotter<B> {
         check_key("snapshot key", key)?;
         check_labels(name, &mut labels)?;
         // containerd's order: the name taken, the key missing, not active.
-        let rec = {
-            let txn = self.store.write()?;
-            if txn.get(name)?.is_some() {
-                return Err(SnapshotError::AlreadyExists(name.to_owned()));
-            }
-            txn.require(key)?
-        };
+        if self.store.lookup(name)?.is_some() {
+            return Err(SnapshotError::AlreadyExists(name.to_owned()));
+        }
+        let rec = self.store.get(key)?;
         if rec.kind != Kind::Active {
             return Err(SnapshotError::FailedPrecondition(format!(
                 "snapshot {key:?} is not active (it is {}): only active snapshots can be committed",
