@@ -23,6 +23,9 @@ use crate::{Cli, Command, Output, Serve, demo, progress, serve, snapshots};
 pub fn run(cli: &Cli) -> Result<Output> {
     match &cli.command {
         Command::Serve(Serve::Containerd { socket }) => return serve::containerd(&cli.home, socket),
+        Command::Serve(Serve::Docker { name, socket }) => {
+            return serve::docker(cli.home_given.then_some(cli.home.as_path()), name, socket.as_deref());
+        }
         Command::SampleImage {
             output,
             busybox,

@@ -26,7 +26,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -50,6 +50,10 @@ pub struct Cli {
     /// Print one JSON document on stdout (errors too) instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Whether `--home` (or `OVERLAY2_HOME`) was given rather than defaulted.
+    #[arg(skip)]
+    pub home_given: bool,
 
     /// What to do.
     #[command(subcommand)]
@@ -202,6 +206,18 @@ pub enum Serve {
         #[arg(long, value_name = "PATH", default_value = "/run/overlay2-rs/containerd.sock")]
         socket: PathBuf,
     },
+    /// A Docker graphdriver plugin (dockerd up to 27, `--experimental --storage-driver NAME`).
+    ///
+    /// Layers live where dockerd's `GraphDriver.Init` says (`<data-root>/NAME`),
+    /// unless `--home` is given: then there, whatever Init says.
+    Docker {
+        /// The driver name dockerd is started with (`--storage-driver NAME`).
+        #[arg(long, value_name = "NAME", default_value = "overlay2-rs")]
+        name: String,
+        /// The socket (default: /run/docker/plugins/NAME.sock, where dockerd looks).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
 }
 
 /// Accepts the quota sizes the driver accepts.
@@ -244,7 +260,12 @@ fn print_stdout(s: &str) {
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let json_asked = args.iter().any(|a| a == "--json");
-    let cli = match Cli::try_parse_from(&args) {
+    let parsed = Cli::command().try_get_matches_from(&args).and_then(|m| {
+        let mut cli = Cli::from_arg_matches(&m)?;
+        cli.home_given = m.value_source("home") != Some(clap::parser::ValueSource::DefaultValue);
+        Ok(cli)
+    });
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let code = e.exit_code();

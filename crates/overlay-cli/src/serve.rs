@@ -6,6 +6,11 @@ use std::os::unix::fs::FileTypeExt as _;
 use std::path::Path;
 use std::sync::Arc;
 
+use std::path::PathBuf;
+
+use overlay_docker_plugin::Plugin;
+use overlay_docker_plugin::protocol::InitRequest;
+use overlay_driver::{GraphDriver, KernelBackend, Overlay2};
 use overlay_snapshotter::{Service, Snapshotter};
 use serde_json::json;
 use tracing::info;
@@ -107,6 +112,63 @@ pub fn containerd(home: &Path, socket: &Path) -> Result<Output> {
             .serve(listener, shutdown_signal())
             .await
             .map_err(|e| Failure::new(format!("server on {}: {e}", socket.display())))
+    })?;
+    info!("stopped");
+    Ok(Output::new(json!({ "stopped": true }), ""))
+}
+
+/// The layer store of a Docker plugin: the kernel backend at `home`,
+/// Docker's option strings, the daemon's id maps.
+fn docker_driver(home: &Path, init: &InitRequest) -> std::result::Result<Arc<dyn GraphDriver>, String> {
+    let backend = KernelBackend::new(home).map_err(|e| format!("home {}: {e}", home.display()))?;
+    let opts = init.opts.clone().unwrap_or_default();
+    let range = |m: &overlay_docker_plugin::protocol::IdMap| overlay_archive::IdRange {
+        container_id: m.container_id,
+        host_id: m.host_id,
+        size: m.size,
+    };
+    let maps = overlay_archive::IdMaps {
+        uids: init.uid_maps.iter().flatten().map(range).collect(),
+        gids: init.gid_maps.iter().flatten().map(range).collect(),
+    };
+    let driver = Overlay2::new(backend, &opts)
+        .map_err(|e| format!("home {}: {e}", home.display()))?
+        .with_id_maps(maps);
+    Ok(Arc::new(driver))
+}
+
+/// `overlay2 serve docker`: the graphdriver plugin protocol on `socket`
+/// (default `/run/docker/plugins/NAME.sock`). Layers live in `home` if
+/// given, else where Init says.
+pub fn docker(home: Option<&Path>, name: &str, socket: Option<&Path>) -> Result<Output> {
+    init_logging();
+    if name.is_empty() || name.contains('/') {
+        fail!("invalid plugin name {name:?}: it names the socket, so it cannot be empty or hold '/'");
+    }
+    let socket = socket.map_or_else(
+        || Path::new("/run/docker/plugins").join(format!("{name}.sock")),
+        Path::to_path_buf,
+    );
+    let fixed = home.map(Path::to_path_buf);
+    let plugin = Arc::new(Plugin::new(move |init: &InitRequest| {
+        let home = match &fixed {
+            Some(h) => {
+                if Path::new(&init.home) != h {
+                    info!(init = init.home, home = %h.display(), "layers live in --home, not in dockerd's Init home");
+                }
+                h.clone()
+            }
+            None if init.home.is_empty() => return Err("GraphDriver.Init without a Home".to_owned()),
+            None => PathBuf::from(&init.home),
+        };
+        docker_driver(&home, init)
+    }));
+    let shown = socket.display().to_string();
+    run_server(&socket, |listener| async move {
+        info!(name, socket = shown, "serving dockerd's graphdriver plugin protocol");
+        overlay_docker_plugin::serve(plugin, listener, shutdown_signal())
+            .await
+            .map_err(|e| Failure::new(format!("server on {shown}: {e}")))
     })?;
     info!("stopped");
     Ok(Output::new(json!({ "stopped": true }), ""))

@@ -47,6 +47,9 @@
 //! `/proc/self/mountinfo` names the temporary directory, that no process
 //! of the namespace is left, and that the cgroup dirs are gone.
 //!
+//! `O2RS_KEEP_LOGS=DIR` copies each test's `server.log` and
+//! `containerd.log` to `DIR/<test>-*.log` before its directory goes.
+//!
 //! Needs root, `containerd`, `ctr`, `containerd-shim-runc-v2`, `runc`,
 //! `unshare`, `nsenter` and `/bin/busybox` (static); without them each test
 //! prints `skipped: …` and returns. At most two rigs run at once (2-core
@@ -813,6 +816,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         );
 
         self.stop_containerd();
+        if let Some(keep) = std::env::var_os("O2RS_KEEP_LOGS") {
+            for log in ["server.log", "containerd.log"] {
+                let to = Path::new(&keep).join(format!("{}-{log}", self.test));
+                let _ = fs::create_dir_all(&keep);
+                let _ = fs::copy(self.dir().join(log), &to);
+            }
+        }
         // What containerd leaves running (shims, containers): not our
         // children, SIGKILLed by pid.
         let holder = i32::try_from(self.holder.id()).unwrap_or(-1);
@@ -1042,7 +1052,10 @@ fn container_usage_then_gc_empties_home() {
         "the container's layer (the top) should hold the 1 MiB file: {layers:?}"
     );
 
+    // `ctr tasks start` (attached) deletes the task when it exits; if a
+    // task is left, remove it (it is containerd's, not the snapshotter's).
     if rig.ctr(&["tasks", "ls", "-q"]).ok().stdout.contains("writer") {
+        eprintln!("[{T}] the exited task was left: removing it");
         rig.ctr(&["tasks", "rm", "writer"]).ok();
     }
     rig.ctr(&["containers", "rm", "writer"]).ok();
