@@ -24,6 +24,9 @@
 //!   empty and `check` clean.
 //! - `concurrent_imports_and_runs`: ten different images (sharing their
 //!   lower layers) imported at once, then ten `ctr run --rm` at once.
+//! - `guard_cleans_up_after_a_panic`: the harness itself: a test that
+//!   panics with a detached container running leaves no process, cgroup
+//!   dir, mount or directory behind.
 //!
 //! How containerd is isolated: a holder process
 //! `unshare -m --propagation private sh -c 'mount -t tmpfs … /run && exec sleep infinity'`
@@ -797,7 +800,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         let failing = thread::panicking();
         if failing {
             eprintln!(
-                "[{}] FAILED; server.log (last 150 lines):\n{}\n--- containerd.log (last 40 lines):\n{}\n---",
+                "[{}] panicked; server.log (last 150 lines):\n{}\n--- containerd.log (last 40 lines):\n{}\n---",
                 self.test,
                 tail(&self.dir().join("server.log"), 150),
                 tail(&self.dir().join("containerd.log"), 40)
@@ -1245,4 +1248,66 @@ fn concurrent_imports_and_runs() {
     rig.assert_no_mounts_in_ns();
     rig.check_clean();
     rig.finish();
+}
+
+/// The harness: a test panicking with a detached container running (a
+/// shim and a container process that are not our children) leaves nothing.
+#[test]
+fn guard_cleans_up_after_a_panic() {
+    const T: &str = "guard_cleans_up_after_a_panic";
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipped: {T}: {reason}");
+        return;
+    }
+    // (mount ns, containerd namespace, directory, container pid)
+    let seen: Mutex<Option<(String, String, PathBuf, i32)>> = Mutex::new(None);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let rig = Rig::start(T);
+        let tar = rig.sample_image("one.tar", "o2rs/one:latest", 0);
+        run(&mut rig.import_cmd(&tar, "docker.io/o2rs/one")).ok();
+        rig.ctr(&["run", "-d", "--snapshotter", SNAPSHOTTER, ONE, "sleeper", "sleep", "1000"])
+            .ok();
+        let tasks = rig.ctr(&["tasks", "ls"]).ok().stdout;
+        let pid: i32 = tasks
+            .lines()
+            .find(|l| l.starts_with("sleeper"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or_else(|| panic!("no running task: {tasks}"));
+        assert!(alive(pid));
+        assert!(!rig.mounts_in_ns().is_empty(), "the container's rootfs is not mounted");
+        *seen.lock().unwrap() = Some((rig.mnt_ns.clone(), rig.ns.clone(), rig.dir().to_owned(), pid));
+        panic!("deliberate panic with a container running");
+    }));
+    let err = result.expect_err("the closure should have panicked");
+    let msg = err
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| err.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(msg.starts_with("deliberate"), "panicked for another reason: {msg}");
+    let (mnt_ns, ns, dir, pid) = seen.lock().unwrap().take().unwrap();
+
+    assert!(!alive(pid), "the container process {pid} survived");
+    let in_ns: Vec<String> = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            fs::read_link(e.path().join("ns/mnt")).is_ok_and(|l| l.to_string_lossy() == mnt_ns)
+                && e.file_name().to_str().and_then(|p| p.parse().ok()).is_some_and(alive)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(in_ns.is_empty(), "processes left in the namespace: {in_ns:?}");
+    let cgroups: Vec<PathBuf> = fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path().join(&ns))
+        .chain(std::iter::once(Path::new("/sys/fs/cgroup").join(&ns)))
+        .filter(|d| d.exists())
+        .collect();
+    assert!(cgroups.is_empty(), "cgroup dirs left: {cgroups:?}");
+    let d = dir.to_string_lossy().into_owned();
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&d), "host mounts name {d}");
+    assert!(!dir.exists(), "{d} was not removed");
 }

@@ -61,14 +61,9 @@ impl Plugin {
     /// The driver cannot be opened.
     pub fn init(&self, req: &InitRequest) -> Result<(), PluginError> {
         let mut slot = self.driver.write();
-        if let Some((done, _)) = slot.as_ref() {
-            if done == req {
-                info!(
-                    home = req.home,
-                    "GraphDriver.Init again: keeping the driver and its mount counts"
-                );
-                return Ok(());
-            }
+        if slot.as_ref().is_some_and(|(done, _)| done == req) {
+            info!(home = req.home, "GraphDriver.Init again: keeping the driver and its mount counts");
+            return Ok(());
         }
         let driver = (self.open)(req).map_err(PluginError::Init)?;
         info!(home = req.home, "GraphDriver.Init");
