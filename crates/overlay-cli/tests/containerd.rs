@@ -1112,7 +1112,31 @@ fn deepest_mountable_stack() {
         .ok();
     assert_eq!(out.stdout.trim(), "hello from layer 3");
 
-    rig.remove_images_and_wait_empty(&["docker.io/o2rs/deep:latest"]);
+    // One layer more: it unpacks (its extraction snapshot has `limit`
+    // lowers) but a container on it would have `limit + 1`, which
+    // containerd could not mount: the snapshotter refuses the Prepare.
+    let tar = rig.sample_image("deeper.tar", "o2rs/deeper:latest", extra + 1);
+    let out = run(&mut rig.import_cmd(&tar, "docker.io/o2rs/deeper")).ok();
+    eprintln!(
+        "[{T}] import of {} layers (sharing {limit}) took {:?}",
+        limit + 1,
+        out.took
+    );
+    let out = rig.run_rm("docker.io/o2rs/deeper:latest", "deeper", &["true"]);
+    eprintln!(
+        "[{T}] ctr run on {} layers: {}: {}",
+        limit + 1,
+        out.status,
+        out.stderr.trim()
+    );
+    assert!(!out.success(), "a container {} layers deep ran", limit + 1);
+    assert!(
+        out.stderr.contains("max depth exceeded"),
+        "not the snapshotter's refusal: {}",
+        out.stderr
+    );
+
+    rig.remove_images_and_wait_empty(&["docker.io/o2rs/deep:latest", "docker.io/o2rs/deeper:latest"]);
     rig.assert_no_mounts_in_ns();
     rig.check_clean();
     rig.finish();
@@ -1265,8 +1289,17 @@ fn guard_cleans_up_after_a_panic() {
         let rig = Rig::start(T);
         let tar = rig.sample_image("one.tar", "o2rs/one:latest", 0);
         run(&mut rig.import_cmd(&tar, "docker.io/o2rs/one")).ok();
-        rig.ctr(&["run", "-d", "--snapshotter", SNAPSHOTTER, ONE, "sleeper", "sleep", "1000"])
-            .ok();
+        rig.ctr(&[
+            "run",
+            "-d",
+            "--snapshotter",
+            SNAPSHOTTER,
+            ONE,
+            "sleeper",
+            "sleep",
+            "1000",
+        ])
+        .ok();
         let tasks = rig.ctr(&["tasks", "ls"]).ok().stdout;
         let pid: i32 = tasks
             .lines()

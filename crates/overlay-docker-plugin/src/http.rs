@@ -350,7 +350,13 @@ async fn apply_diff(
     body: Body,
 ) -> Response {
     let q = match query {
-        Ok(Query(q)) => q,
+        Ok(Query(q)) if !q.id.is_empty() => q,
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "GraphDriver.ApplyDiff: the query must name the layer: ?id=ID&parent=PARENT",
+            );
+        }
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,

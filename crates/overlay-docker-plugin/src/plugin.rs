@@ -62,7 +62,10 @@ impl Plugin {
     pub fn init(&self, req: &InitRequest) -> Result<(), PluginError> {
         let mut slot = self.driver.write();
         if slot.as_ref().is_some_and(|(done, _)| done == req) {
-            info!(home = req.home, "GraphDriver.Init again: keeping the driver and its mount counts");
+            info!(
+                home = req.home,
+                "GraphDriver.Init again: keeping the driver and its mount counts"
+            );
             return Ok(());
         }
         let driver = (self.open)(req).map_err(PluginError::Init)?;
