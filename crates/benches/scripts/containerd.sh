@@ -71,7 +71,7 @@ pids_naming() {
     for f in /proc/[0-9]*/cmdline; do
         p=${f#/proc/}; p=${p%/cmdline}
         [[ $p == "$$" ]] && continue
-        if tr '\0' ' ' <"$f" 2>/dev/null | grep -qF -- "$1"; then echo "$p"; fi
+        if { tr '\0' ' ' <"$f"; } 2>/dev/null | grep -qF -- "$1"; then echo "$p"; fi
     done
 }
 stop_pid() { # PID: TERM, up to 10 s, then KILL
