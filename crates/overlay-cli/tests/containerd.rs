@@ -17,13 +17,17 @@
 //! - `deepest_mountable_stack`: an image exactly as deep as containerd's
 //!   mount code can mount from this home
 //!   (`overlay_snapshotter::containerd_depth_limit`, at least 128 layers),
-//!   unpacked and run; its first and last layers' files are read.
+//!   unpacked and run; its first and last layers' files are read. One
+//!   layer more still unpacks, but the container's Prepare is refused
+//!   ("max depth exceeded") instead of failing in containerd's mount.
 //! - `server_killed_mid_unpack`: the server SIGKILLed in the middle of a
 //!   40-layer unpack and restarted on the same home and socket; the import
 //!   retried succeeds, the image runs, and after its removal the home is
 //!   empty and `check` clean.
 //! - `concurrent_imports_and_runs`: ten different images (sharing their
 //!   lower layers) imported at once, then ten `ctr run --rm` at once.
+//!   (Most of its ~20 s is containerd's content store: the ten imports
+//!   write the same busybox blob under one ingest ref, one at a time.)
 //! - `guard_cleans_up_after_a_panic`: the harness itself: a test that
 //!   panics with a detached container running leaves no process, cgroup
 //!   dir, mount or directory behind.
@@ -1150,14 +1154,31 @@ fn server_killed_mid_unpack() {
     let tar = rig.sample_image("forty.tar", "o2rs/forty:latest", 37);
 
     let import = spawn(&mut rig.import_cmd(&tar, "docker.io/o2rs/forty"));
-    let (at, _) = wait_for("the unpack to commit a few layers", Duration::from_secs(60), || {
+    // Kill inside a call if we can: once a few layers are committed, as
+    // soon as the driver's staging dir of a layer being created shows;
+    // failing that, between calls a few layers later.
+    let start = Instant::now();
+    let (at, during) = loop {
         let n = rig.layer_dirs();
-        (n >= 5).then_some(n)
-    });
+        let staging = fs::read_dir(rig.home()).ok().and_then(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|n| n.starts_with(overlay_driver::STAGING_PREFIX))
+        });
+        if n >= 5 && staging.is_some() {
+            break (n, staging);
+        }
+        if n >= 12 {
+            break (n, None);
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the unpack did not progress");
+        thread::sleep(Duration::from_millis(1));
+    };
     rig.kill_server();
     let first = import.wait(CMD_TIMEOUT);
     eprintln!(
-        "[{T}] server killed with {at} layer dirs in the home; import: {} after {:?}: {}",
+        "[{T}] server killed with {at} layer dirs in the home, {}; import: {} after {:?}: {}",
+        during.map_or_else(|| "between calls".to_owned(), |d| format!("while {d} existed")),
         first.status,
         first.took,
         first.stderr.trim()
@@ -1207,6 +1228,9 @@ fn concurrent_imports_and_runs() {
         .collect();
     let images: Vec<String> = (0..N).map(|i| format!("docker.io/o2rs/t{i}:latest")).collect();
 
+    // containerd serialises the ten writes of the shared busybox blob
+    // (ingest ref `tar-<diff id>/layer.tar` "locked"); the unpacks into
+    // our snapshotter then race on the shared lower layers.
     let start = Instant::now();
     let imports: Vec<Running> = (0..N)
         .map(|i| spawn(&mut rig.import_cmd(&tars[i], &format!("docker.io/o2rs/t{i}"))))

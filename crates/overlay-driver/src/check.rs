@@ -168,6 +168,25 @@ impl<B: Backend> Overlay2<B> {
     ///
     /// The home cannot be read or changed.
     pub fn repair(&self) -> Result<Vec<Problem>> {
+        self.repair_where(|_| true)
+    }
+
+    /// Removes what interrupted creates, applies and removes left (scratch
+    /// directories, `l/` links to layers that never arrived or are gone),
+    /// and nothing else: what a server does at start and when its client
+    /// asks for cleanup. Returns what it removed.
+    ///
+    /// Only while no create, apply or remove of this home is under way:
+    /// their scratch looks the same.
+    ///
+    /// # Errors
+    ///
+    /// The home cannot be read or changed.
+    pub fn remove_scratch(&self) -> Result<Vec<Problem>> {
+        self.repair_where(|p| matches!(p, Problem::StagingLeftover(_) | Problem::DanglingLink(_)))
+    }
+
+    fn repair_where(&self, wanted: impl Fn(&Problem) -> bool) -> Result<Vec<Problem>> {
         let home = self.backend().home();
         let mut fixed = Vec::new();
         // Links first: a missing link is rebuilt before any layer that
@@ -175,7 +194,7 @@ impl<B: Backend> Overlay2<B> {
         loop {
             let problems = self.check()?;
             let mut progress = false;
-            for p in &problems {
+            for p in problems.iter().filter(|p| wanted(p)) {
                 match p {
                     Problem::StagingLeftover(path) => home.remove_all(path)?,
                     Problem::DanglingLink(link) | Problem::LinkOutsideHome { link, .. } => {

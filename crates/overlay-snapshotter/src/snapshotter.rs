@@ -513,14 +513,25 @@ impl<B: Backend> Snapshotter<B> {
         }
     }
 
-    /// Removes layers no snapshot names; returns their ids.
+    /// Removes layers no snapshot names, and the scratch of layers whose
+    /// making or removal was interrupted; returns what it removed.
     ///
     /// # Errors
     ///
     /// The home or the database cannot be read, or a removal fails.
     pub fn cleanup(&self) -> Result<Vec<String>> {
         let _gc = self.gc.write();
-        let mut removed = Vec::new();
+        // No Prepare, View or Remove runs now: scratch is abandoned.
+        let mut removed: Vec<String> = self
+            .driver
+            .remove_scratch()
+            .map_err(Self::driver_err(""))?
+            .iter()
+            .map(|p| {
+                info!(what = %p, "removed what an interrupted operation left");
+                p.to_string()
+            })
+            .collect();
         for m in self.mismatches()? {
             if let Mismatch::OrphanLayer(id) = m {
                 self.driver.remove(&id).map_err(Self::driver_err(""))?;

@@ -329,9 +329,23 @@ fn cleanup_and_repair_reconcile_layers_and_records() {
     s.driver()
         .create("orphan", None, &overlay_driver::CreateOpts::default())
         .expect("orphan layer");
+    // And the scratch of a create that a SIGKILL interrupted.
+    use overlay_driver::Backend as _;
+    let home = s.driver().backend().home();
+    let scratch = format!("{}create-killed", overlay_driver::STAGING_PREFIX);
+    home.mkdir(std::path::Path::new(&scratch), 0o700).expect("scratch");
+    home.symlink(
+        std::path::Path::new("../gone/diff"),
+        std::path::Path::new("l/AAAAAAAAAAAAAAAAAAAAAAAAAA"),
+    )
+    .expect("dangling link");
     let found = s.check().expect("check");
     assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(s.cleanup().expect("cleanup"), ["orphan"]);
+    assert_eq!(s.driver().check().expect("driver check").len(), 2);
+    let removed = s.cleanup().expect("cleanup");
+    assert_eq!(removed.len(), 3, "{removed:?}");
+    assert_eq!(removed[2], "orphan");
+    assert!(s.driver().check().expect("driver check").is_empty());
     assert!(s.check().expect("check").is_empty());
     // A record whose layer is gone: it and what stacks on it are forgotten.
     let c2 = s
