@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::error::{Failure, Result, fail};
 use crate::import::{self, Driver, HomeLock};
 use crate::stream::Decoder;
-use crate::{Cli, Command, Output, Serve, demo, progress, serve, snapshots};
+use crate::{Cli, Command, Output, Serve, adopt, demo, progress, serve, snapshots};
 
 /// Runs the command `cli` asks for.
 ///
@@ -39,6 +39,7 @@ pub fn run(cli: &Cli) -> Result<Output> {
             };
             return demo::sample_image(output, &opts);
         }
+        Command::DockerAdopt { data_root, name, back } => return adopt::run(data_root, name, *back),
         _ => {}
     }
     if matches!(
@@ -126,7 +127,9 @@ pub fn run(cli: &Cli) -> Result<Output> {
         Command::Check { repair } => check(d, *repair),
         Command::Cleanup => cleanup(d),
         Command::Demo => demo::run(d),
-        Command::Serve(_) | Command::SampleImage { .. } => Err(Failure::new("handled before the home is opened")),
+        Command::Serve(_) | Command::SampleImage { .. } | Command::DockerAdopt { .. } => {
+            Err(Failure::new("handled before the home is opened"))
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! status: 0 success, 1 error, 2 bad usage. See the crate's README.
 #![forbid(unsafe_code)]
 
+mod adopt;
 mod commands;
 mod demo;
 mod error;
@@ -187,6 +188,22 @@ pub enum Command {
         /// The image's tag.
         #[arg(long, value_name = "NAME", default_value = "overlay2-demo:latest")]
         tag: String,
+    },
+    /// Hand a Docker data root from Docker's built-in overlay2 to the overlay2-rs plugin (or back).
+    ///
+    /// Nothing is copied or pulled again: the layer and image directories are
+    /// renamed in place and each container's `Driver` rewritten. Stop dockerd
+    /// first. Running it again finishes an interrupted run.
+    DockerAdopt {
+        /// dockerd's `--data-root` (e.g. /var/lib/docker).
+        #[arg(long, value_name = "DIR")]
+        data_root: PathBuf,
+        /// The plugin's driver name.
+        #[arg(long, value_name = "NAME", default_value = "overlay2-rs")]
+        name: String,
+        /// Hand it back to the built-in overlay2.
+        #[arg(long)]
+        back: bool,
     },
     /// Serve a container engine on a unix socket (0600) until SIGTERM.
     #[command(subcommand)]
