@@ -133,7 +133,11 @@ fn docker_driver(home: &Path, init: &InitRequest) -> std::result::Result<Arc<dyn
     };
     let driver = Overlay2::new(backend, &opts)
         .map_err(|e| format!("home {}: {e}", home.display()))?
-        .with_id_maps(maps);
+        .with_id_maps(maps)
+        // dockerd's questions about parents and children, and the refusal
+        // to remove a layer others stack on, without reading the home.
+        .with_index()
+        .map_err(|e| format!("home {}: {e}", home.display()))?;
     Ok(Arc::new(driver))
 }
 

@@ -34,6 +34,9 @@ pub struct Overlay2<B> {
     locks: Locks,
     depth: DepthLimit,
     id_maps: IdMaps,
+    /// Parent/child links of every layer, kept in memory by servers
+    /// ([`Overlay2::with_index`]).
+    pub(crate) index: Option<parking_lot::Mutex<crate::index::Index>>,
 }
 
 impl<B: Backend> std::fmt::Debug for Overlay2<B> {
@@ -78,6 +81,7 @@ impl<B: Backend> Overlay2<B> {
             locks: Locks::new(),
             depth: DepthLimit::DOCKER,
             id_maps: IdMaps::identity(),
+            index: None,
         })
     }
 
@@ -276,7 +280,26 @@ impl<B: Backend> Overlay2<B> {
         if self.home().exists(Path::new(id.as_str()))? {
             return Err(DriverError::AlreadyExists(id.as_str().into()));
         }
-        let lower = match &parent {
+        // With an index, the new layer is entered before it is built, so
+        // a concurrent remove of its parent sees it and refuses.
+        if let Some(index) = &self.index {
+            let mut index = index.lock();
+            if let Some(p) = parent.as_ref().filter(|p| !index.contains(p)) {
+                return Err(DriverError::NotFound(p.as_str().into()));
+            }
+            index.insert(id.clone(), parent.clone());
+        }
+        let created = self.build_layer(&id, parent.as_ref(), quota);
+        if created.is_err() {
+            if let Some(index) = &self.index {
+                index.lock().remove(&id);
+            }
+        }
+        created
+    }
+
+    fn build_layer(&self, id: &LayerId, parent: Option<&LayerId>, quota: Option<u64>) -> Result<()> {
+        let lower = match parent {
             Some(p) => {
                 self.require(p)?;
                 let link = self.read_link(p)?;
@@ -310,10 +333,10 @@ impl<B: Backend> Overlay2<B> {
                 home.mkdir(&staging.join(WORK_DIR), mode::WORK_DIR)?;
                 home.write(&staging.join(LOWER_FILE), mode::LOWER_FILE, lower.format().as_bytes())?;
             }
-            if let Some(p) = &parent {
+            if let Some(p) = parent {
                 self.write_atomic(&relative_committed_file(p), mode::COMMITTED_FILE, b"")?;
             }
-            home.symlink(&link_target(&id), &link_path)?;
+            home.symlink(&link_target(id), &link_path)?;
             home.rename(&staging, Path::new(id.as_str()))?;
             Ok(())
         })();
@@ -419,6 +442,9 @@ impl<B: Backend> Overlay2<B> {
     pub fn children(&self, id: &str) -> Result<Vec<LayerId>> {
         let id = Self::layer_id(id)?;
         self.require(&id)?;
+        if let Some(index) = &self.index {
+            return Ok(index.lock().children(&id));
+        }
         // Without a `link` file (a damaged layer), the children are found
         // by resolving every layer's parent instead.
         let link = self.read_link(&id).ok();
@@ -453,6 +479,32 @@ impl<B: Backend> Overlay2<B> {
     /// Is the layer mounted by this driver right now?
     pub fn is_mounted(&self, id: &str) -> bool {
         Self::layer_id(id).is_ok_and(|id| self.locks.lock(id.as_str()).mounts > 0)
+    }
+
+    fn remove_layer(&self, id: &LayerId, state: &mut crate::locks::LayerState) -> Result<()> {
+        let merged = relative_merged_dir(id);
+        if state.mounts > 0 || self.backend.is_mounted(&merged) {
+            self.backend.unmount(&merged)?;
+            state.mounts = 0;
+        }
+        state.checked = false;
+        let link = self.read_link(id).ok();
+        // Metadata first: the layer vanishes in one rename, then its files go.
+        let grave = PathBuf::from(format!("{STAGING_PREFIX}remove-{}", random_suffix()));
+        self.home().rename(Path::new(id.as_str()), &grave)?;
+        if let Some(link) = link {
+            let path = relative_link_path(link);
+            // Only our own link: another layer's is not ours to remove.
+            if self.home().readlink(&path).is_ok_and(|t| t == link_target(id)) {
+                match self.home().remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        self.home().remove_all(&grave)?;
+        Ok(())
     }
 }
 
@@ -498,29 +550,29 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
         if !self.home().exists(Path::new(id.as_str()))? {
             return Ok(());
         }
-        let merged = relative_merged_dir(&id);
-        if state.mounts > 0 || self.backend.is_mounted(&merged) {
-            self.backend.unmount(&merged)?;
-            state.mounts = 0;
-        }
-        state.checked = false;
-        let link = self.read_link(&id).ok();
-        // Metadata first: the layer vanishes in one rename, then its files go.
-        let grave = PathBuf::from(format!("{STAGING_PREFIX}remove-{}", random_suffix()));
-        self.home().rename(Path::new(id.as_str()), &grave)?;
-        if let Some(link) = link {
-            let path = relative_link_path(link);
-            // Only our own link: another layer's is not ours to remove.
-            if self.home().readlink(&path).is_ok_and(|t| t == link_target(&id)) {
-                match self.home().remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == ErrorKind::NotFound => {}
-                    Err(e) => return Err(e.into()),
+        // With an index: refuse a parent, and forget the layer first, so
+        // no create can stack on it meanwhile; put it back if removal fails.
+        let forgotten = match &self.index {
+            Some(index) => {
+                let mut index = index.lock();
+                let children = index.children(&id).len();
+                if children > 0 {
+                    return Err(DriverError::HasChildren {
+                        id: id.as_str().into(),
+                        children,
+                    });
                 }
+                index.remove(&id)
+            }
+            None => None,
+        };
+        let removed = self.remove_layer(&id, &mut state);
+        if removed.is_err() && self.home().exists(Path::new(id.as_str())).unwrap_or(true) {
+            if let (Some(index), Some(parent)) = (&self.index, forgotten) {
+                index.lock().insert(id.clone(), parent);
             }
         }
-        self.home().remove_all(&grave)?;
-        Ok(())
+        removed
     }
 
     fn get(&self, id: &str, mount_label: Option<&str>) -> Result<PathBuf> {

@@ -49,6 +49,16 @@ pub enum DriverError {
     #[error("{0}")]
     Unsupported(String),
 
+    /// Remove of a layer others stack on (refused where the driver keeps
+    /// an index of its layers: removing it would break them).
+    #[error("layer {id:?} has {children} layer(s) stacked on it: remove those first")]
+    HasChildren {
+        /// The layer.
+        id: String,
+        /// How many stack on it.
+        children: usize,
+    },
+
     /// A filesystem operation on the home failed.
     #[error("{0}")]
     Fs(#[from] overlay_fs::Error),

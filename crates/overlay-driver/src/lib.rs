@@ -39,6 +39,7 @@ mod driver;
 mod error;
 pub mod fake;
 mod graph;
+mod index;
 mod locks;
 mod native;
 mod options;
