@@ -201,7 +201,14 @@ impl Store {
             .mode(0o600)
             .open(path)
             .map_err(|e| db(redb::StorageError::Io(e)))?;
-        Self::init(Database::create(path).map_err(db)?)
+        match Database::create(path) {
+            Ok(database) => Self::init(database),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(SnapshotError::FailedPrecondition(format!(
+                "{}: in use by another process (a snapshotter already serves this home)",
+                path.display()
+            ))),
+            Err(e) => Err(db(e)),
+        }
     }
 
     /// A database in memory (the fake backend's tests).
