@@ -541,19 +541,24 @@ fn through_the_plugin(ov: &Path, home: &Path, n: usize) -> Result<String, String
         }
         let calls = |method: &str, bodies: &mut dyn Iterator<Item = String>| -> Result<f64, String> {
             let cfg = dir.join(format!("{method}.curl"));
-            let mut text = String::new();
-            for body in bodies {
-                let _ = writeln!(
-                    text,
-                    "unix-socket = \"{}\"\nurl = \"http://plugin/GraphDriver.{method}\"\ndata = \"{}\"\nsilent\nfail\noutput = \"/dev/null\"\nnext",
-                    socket.display(),
-                    body.replace('"', "\\\"")
-                );
-            }
+            let entries: Vec<String> = bodies
+                .map(|body| {
+                    format!(
+                        "unix-socket = \"{}\"\nurl = \"http://plugin/GraphDriver.{method}\"\ndata = \"{}\"\nsilent\nfail\noutput = \"/dev/null\"\n",
+                        socket.display(),
+                        body.replace('"', "\\\"")
+                    )
+                })
+                .collect();
+            // `next` between requests, not after the last (curl wants a URL after it).
+            let text = entries.join("next\n");
             std::fs::write(&cfg, text).map_err(|e| e.to_string())?;
             time(&format!("curl -K {}", cfg.display()))
         };
-        calls("Init", &mut std::iter::once(format!("{{\"Home\":\"{}\"}}", home.display())))?;
+        calls(
+            "Init",
+            &mut std::iter::once(format!("{{\"Home\":\"{}\"}}", home.display())),
+        )?;
         let create = calls("Create", &mut (0..n).map(|i| format!("{{\"ID\":\"c{i}\"}}")))?;
         let remove = calls("Remove", &mut (0..n).map(|i| format!("{{\"ID\":\"c{i}\"}}")))?;
         Ok(format!(
