@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use overlay_fs::FileType;
 use overlay_layout::{DIFF_DIR, WORK_DIR, relative_link_path};
 
 use crate::backend::Backend;
@@ -79,36 +78,28 @@ impl<B: Backend> Overlay2<B> {
         let id = Self::layer_id(id)?;
         self.require(&id)?;
         let tree = self.diff_tree(&id)?;
-        let err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |e: overlay_fs::Error| DriverError::Path {
-                path: path.clone(),
-                reason: e.to_string(),
-            }
+        let diff_err = |source| DriverError::Diff {
+            id: id.as_str().into(),
+            source: Box::new(source),
         };
-        let root = tree.metadata(Path::new("")).map_err(err(Path::new("")))?;
+        let root = tree.metadata(Path::new("")).map_err(|source| {
+            diff_err(naive_diff::DiffError::Tree {
+                path: PathBuf::new(),
+                source,
+            })
+        })?;
         let mut seen = HashSet::from([(root.dev, root.ino)]);
         let mut usage = Usage {
             bytes: root.blocks * 512,
             inodes: 1,
         };
-        let mut stack = vec![(
-            tree.open_dir(Path::new("")).map_err(err(Path::new("")))?,
-            PathBuf::new(),
-        )];
-        while let Some((mut dir, path)) = stack.pop() {
-            for e in dir.entries().map_err(err(&path))? {
-                let child = path.join(&e.name);
-                let md = dir.metadata(&e.name).map_err(err(&child))?;
-                if seen.insert((md.dev, md.ino)) {
-                    usage.bytes += md.blocks * 512;
-                    usage.inodes += 1;
-                }
-                if e.file_type == FileType::Directory {
-                    stack.push((dir.open_dir(&e.name).map_err(err(&child))?, child));
-                }
+        crate::native::for_each_entry(&*tree, true, |md| {
+            if seen.insert((md.dev, md.ino)) {
+                usage.bytes += md.blocks * 512;
+                usage.inodes += 1;
             }
-        }
+        })
+        .map_err(diff_err)?;
         Ok(usage)
     }
 }

@@ -290,10 +290,8 @@ impl<B: Backend> Overlay2<B> {
             index.insert(id.clone(), parent.clone());
         }
         let created = self.build_layer(&id, parent.as_ref(), quota);
-        if created.is_err() {
-            if let Some(index) = &self.index {
-                index.lock().remove(&id);
-            }
+        if let (Err(_), Some(index)) = (&created, &self.index) {
+            index.lock().remove(&id);
         }
         created
     }
@@ -567,10 +565,10 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
             None => None,
         };
         let removed = self.remove_layer(&id, &mut state);
-        if removed.is_err() && self.home().exists(Path::new(id.as_str())).unwrap_or(true) {
-            if let (Some(index), Some(parent)) = (&self.index, forgotten) {
-                index.lock().insert(id.clone(), parent);
-            }
+        if let (Err(_), Some(index), Some(parent)) = (&removed, &self.index, forgotten)
+            && self.home().exists(Path::new(id.as_str())).unwrap_or(true)
+        {
+            index.lock().insert(id.clone(), parent);
         }
         removed
     }

@@ -30,12 +30,12 @@ impl Index {
     /// Forgets `id`; returns its parent, for putting it back.
     pub(crate) fn remove(&mut self, id: &LayerId) -> Option<Option<LayerId>> {
         let parent = self.parent.remove(id)?;
-        if let Some(p) = &parent {
-            if let Some(set) = self.children.get_mut(p) {
-                set.remove(id);
-                if set.is_empty() {
-                    self.children.remove(p);
-                }
+        if let Some(p) = &parent
+            && let Some(set) = self.children.get_mut(p)
+        {
+            set.remove(id);
+            if set.is_empty() {
+                self.children.remove(p);
             }
         }
         Some(parent)

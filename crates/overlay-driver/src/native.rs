@@ -126,6 +126,37 @@ fn in_lowers(lowers: &[Arc<dyn Fs>], path: &Path) -> Result<Option<Metadata>, Di
     Ok(None)
 }
 
+/// Calls `f` with the metadata of every entry below the tree's root,
+/// directories included when `dirs` (an lstat each; without, only their
+/// entries are listed).
+///
+/// # Errors
+///
+/// The tree cannot be read.
+pub(crate) fn for_each_entry(
+    fs: &dyn Fs,
+    dirs: bool,
+    mut f: impl FnMut(&overlay_fs::Metadata),
+) -> Result<(), DiffError> {
+    let mut stack = vec![(
+        fs.open_dir(Path::new("")).map_err(tree_err(Path::new("")))?,
+        PathBuf::new(),
+    )];
+    while let Some((mut dir, path)) = stack.pop() {
+        for e in dir.entries().map_err(tree_err(&path))? {
+            let child = path.join(&e.name);
+            let is_dir = e.file_type == FileType::Directory;
+            if !is_dir || dirs {
+                f(&dir.metadata(&e.name).map_err(tree_err(&child))?);
+            }
+            if is_dir {
+                stack.push((dir.open_dir(&e.name).map_err(tree_err(&child))?, child));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Bytes of every non-directory in the tree, hard links once (Docker's
 /// `directory.Size` of the diff dir).
 ///
@@ -135,23 +166,10 @@ fn in_lowers(lowers: &[Arc<dyn Fs>], path: &Path) -> Result<Option<Metadata>, Di
 pub fn tree_size(fs: &dyn Fs) -> Result<u64, DiffError> {
     let mut seen = HashSet::new();
     let mut total = 0;
-    let mut stack = vec![(
-        fs.open_dir(Path::new("")).map_err(tree_err(Path::new("")))?,
-        PathBuf::new(),
-    )];
-    while let Some((mut dir, path)) = stack.pop() {
-        for e in dir.entries().map_err(tree_err(&path))? {
-            let child = path.join(&e.name);
-            if e.file_type == FileType::Directory {
-                stack.push((dir.open_dir(&e.name).map_err(tree_err(&child))?, child));
-                continue;
-            }
-            let md = dir.metadata(&e.name).map_err(tree_err(&child))?;
-            if md.nlink > 1 && !seen.insert((md.dev, md.ino)) {
-                continue;
-            }
+    for_each_entry(fs, false, |md| {
+        if md.nlink <= 1 || seen.insert((md.dev, md.ino)) {
             total += md.size;
         }
-    }
+    })?;
     Ok(total)
 }

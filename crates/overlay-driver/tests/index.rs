@@ -34,7 +34,10 @@ fn behaves<B: Backend + 'static>(make: impl Fn() -> Overlay2<B>) {
     d.remove("mid").unwrap();
     assert_eq!(names(d.children("base").unwrap()), ["side"]);
     // A create on a missing parent is refused by the index as by the home.
-    assert!(matches!(d.create("x", Some("mid"), &none()), Err(DriverError::NotFound(_))));
+    assert!(matches!(
+        d.create("x", Some("mid"), &none()),
+        Err(DriverError::NotFound(_))
+    ));
     assert!(!d.exists("x"));
     // A failed create leaves nothing in the index.
     assert!(d.create("side", None, &none()).is_err());
@@ -55,7 +58,10 @@ fn behaves<B: Backend + 'static>(make: impl Fn() -> Overlay2<B>) {
         let remover = std::thread::spawn(move || d2.remove(&p2).is_ok());
         let made = creator.join().unwrap();
         let removed = remover.join().unwrap();
-        assert!(!(removed && made > 0), "round {round}: parent removed while {made} children were made on it");
+        assert!(
+            !(removed && made > 0),
+            "round {round}: parent removed while {made} children were made on it"
+        );
         assert_eq!(d.exists(&parent), !removed);
         assert!(d.check().unwrap().is_empty(), "round {round}: {:?}", d.check().unwrap());
         for i in 0..4 {
