@@ -154,7 +154,7 @@ pub fn docker(home: Option<&Path>, name: &str, socket: Option<&Path>) -> Result<
         Path::to_path_buf,
     );
     let fixed = home.map(Path::to_path_buf);
-    let plugin = Arc::new(Plugin::new(move |init: &InitRequest| {
+    let plugin = Plugin::new(move |init: &InitRequest| {
         let home = match &fixed {
             Some(h) => {
                 if Path::new(&init.home) != h {
@@ -166,7 +166,14 @@ pub fn docker(home: Option<&Path>, name: &str, socket: Option<&Path>) -> Result<
             None => PathBuf::from(&init.home),
         };
         docker_driver(&home, init)
-    }));
+    });
+    // Beside the socket, where dockerd looks for sockets only: a plugin
+    // restarted under a running dockerd picks up the Init it was given.
+    let plugin = Arc::new(
+        plugin
+            .with_state_file(socket.with_extension("sock.init"))
+            .map_err(|e| Failure::new(format!("restoring the last Init: {e}")))?,
+    );
     let shown = socket.display().to_string();
     run_server(&socket, |listener| async move {
         info!(name, socket = shown, "serving dockerd's graphdriver plugin protocol");

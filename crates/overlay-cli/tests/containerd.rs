@@ -63,267 +63,44 @@
 //! machines); the tests run in parallel otherwise.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::net::UnixStream;
+mod common;
+
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_overlay2");
+use common::{
+    BIN, CMD_TIMEOUT, Cgroups, Namespace, Out, Running, STOP_GRACE, Slot, alive, kill_child, run, spawn, stop_child,
+    tail, wait_for,
+};
+
 const SNAPSHOTTER: &str = "overlay2-rs";
-const BUSYBOX: &str = "/bin/busybox";
-/// The longest any one command may take before the test calls it hung.
-const CMD_TIMEOUT: Duration = Duration::from_secs(180);
-/// How long a daemon gets between SIGTERM and SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How many rigs (containerd + server) may run at once.
 const MAX_RIGS: usize = 2;
-
-// ------------------------------------------------------------------ tools
-
-/// PATH with the sbin directories root's tools live in.
-fn path_env() -> String {
-    let mut dirs: Vec<String> = std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .map(str::to_owned)
-        .collect();
-    for d in [
-        "/usr/local/sbin",
-        "/usr/local/bin",
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-    ] {
-        if !dirs.iter().any(|x| x == d) {
-            dirs.push(d.to_owned());
-        }
-    }
-    dirs.join(":")
-}
-
-fn have_tool(name: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt as _;
-    path_env().split(':').any(|d| {
-        fs::metadata(Path::new(d).join(name)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
-}
-
-/// Why these tests cannot run here, if they cannot.
-fn skip_reason() -> Option<String> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("needs root (containerd, mounts, cgroups)".into());
-    }
-    let missing: Vec<&str> = [
-        "containerd",
-        "ctr",
-        "containerd-shim-runc-v2",
-        "runc",
-        "unshare",
-        "nsenter",
-    ]
-    .into_iter()
-    .filter(|t| !have_tool(t))
-    .collect();
-    if !missing.is_empty() {
-        return Some(format!("missing {} (in {})", missing.join(", "), path_env()));
-    }
-    if !Path::new(BUSYBOX).is_file() {
-        return Some(format!("no static busybox at {BUSYBOX} (Debian: busybox-static)"));
-    }
-    None
-}
+/// What these tests need besides root and busybox.
+const TOOLS: &[&str] = &[
+    "containerd",
+    "ctr",
+    "containerd-shim-runc-v2",
+    "runc",
+    "unshare",
+    "nsenter",
+];
 
 /// Returns from the test, saying why, where it cannot run.
 macro_rules! rig_or_skip {
     ($test:literal) => {{
-        if let Some(reason) = skip_reason() {
-            eprintln!("skipped: {}: {reason}", $test);
+        if common::skip($test, "containerd, mounts, cgroups", TOOLS) {
             return;
         }
         Rig::start($test)
     }};
-}
-
-// --------------------------------------------------------------- commands
-
-fn describe(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// What one command did.
-#[derive(Debug)]
-struct Out {
-    what: String,
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-impl Out {
-    fn success(&self) -> bool {
-        self.status.success()
-    }
-
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert!(
-            self.success(),
-            "`{}` failed ({}):\n--- stderr\n{}\n--- stdout\n{}",
-            self.what,
-            self.status,
-            self.stderr.trim_end(),
-            self.stdout.trim_end()
-        );
-        self
-    }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("`{}`: not JSON ({e}): {}", self.what, self.stdout))
-    }
-}
-
-/// A command running in the background, its output collected.
-struct Running {
-    what: String,
-    child: Child,
-    stdout: Option<JoinHandle<Vec<u8>>>,
-    stderr: Option<JoinHandle<Vec<u8>>>,
-    started: Instant,
-}
-
-fn drain(r: Option<impl std::io::Read + Send + 'static>) -> Option<JoinHandle<Vec<u8>>> {
-    r.map(|mut r| {
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            buf
-        })
-    })
-}
-
-fn spawn(cmd: &mut Command) -> Running {
-    let what = describe(cmd);
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start `{what}`: {e}"));
-    Running {
-        stdout: drain(child.stdout.take()),
-        stderr: drain(child.stderr.take()),
-        what,
-        child,
-        started: Instant::now(),
-    }
-}
-
-impl Running {
-    /// Waits for the command; kills it and panics after `timeout`.
-    #[track_caller]
-    fn wait(mut self, timeout: Duration) -> Out {
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if self.started.elapsed() > timeout {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                let err = self.stderr.take().map(|h| h.join().unwrap()).unwrap_or_default();
-                panic!(
-                    "`{}` still running after {timeout:?}, killed; stderr:\n{}",
-                    self.what,
-                    String::from_utf8_lossy(&err)
-                );
-            }
-            thread::sleep(Duration::from_millis(10));
-        };
-        let text = |h: Option<JoinHandle<Vec<u8>>>| {
-            String::from_utf8_lossy(&h.map(|h| h.join().unwrap()).unwrap_or_default()).into_owned()
-        };
-        Out {
-            took: self.started.elapsed(),
-            stdout: text(self.stdout.take()),
-            stderr: text(self.stderr.take()),
-            status,
-            what: self.what,
-        }
-    }
-}
-
-#[track_caller]
-fn run(cmd: &mut Command) -> Out {
-    spawn(cmd).wait(CMD_TIMEOUT)
-}
-
-/// Polls `f` every 50 ms until it answers `Some`, for at most `timeout`.
-#[track_caller]
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> (T, Duration) {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return (v, start.elapsed());
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn signal(pid: u32, sig: rustix::process::Signal) {
-    if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
-        let _ = rustix::process::kill_process(pid, sig);
-    }
-}
-
-/// Stops our child `child`: SIGTERM, up to `grace`, then SIGKILL. Returns
-/// how it ended.
-fn stop_child(child: &mut Child, grace: Duration) -> String {
-    if let Ok(Some(st)) = child.try_wait() {
-        return format!("had already exited ({st})");
-    }
-    signal(child.id(), rustix::process::Signal::TERM);
-    let start = Instant::now();
-    while start.elapsed() < grace {
-        if let Ok(Some(st)) = child.try_wait() {
-            return format!("stopped by SIGTERM in {:?} ({st})", start.elapsed());
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let st = child.wait();
-    format!("did not stop in {grace:?}: SIGKILLed ({st:?})")
-}
-
-/// Whether process `pid` exists and is not a zombie.
-fn alive(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().chars().next()))
-        .is_some_and(|state| state != Some('Z'))
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()));
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// `ctr`'s sizes ("0 B", "36.0 KiB", "1.0 MiB") in bytes, and the
@@ -344,31 +121,7 @@ fn parse_size(s: &str) -> (f64, f64) {
 
 // -------------------------------------------------------------- the rig
 
-/// At most [`MAX_RIGS`] rigs at once.
-struct Slot;
-
 static SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
-
-impl Slot {
-    fn take() -> Self {
-        let (lock, cv) = &SLOTS;
-        let mut used = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        while *used >= MAX_RIGS {
-            used = cv.wait(used).unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        *used += 1;
-        Self
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let (lock, cv) = &SLOTS;
-        *lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner) -= 1;
-        cv.notify_one();
-    }
-}
-
 static NEXT_NS: AtomicUsize = AtomicUsize::new(0);
 
 /// A private mount namespace with containerd and our server in it, all
@@ -377,9 +130,7 @@ struct Rig {
     test: &'static str,
     /// containerd namespace (and cgroup dir name).
     ns: String,
-    holder: Child,
-    /// `/proc/PID/ns/mnt` of the holder: how the namespace's processes are found.
-    mnt_ns: String,
+    nsh: Namespace,
     server: Option<Child>,
     containerd: Option<Child>,
     torn_down: bool,
@@ -391,8 +142,8 @@ struct Rig {
 
 impl Rig {
     fn start(test: &'static str) -> Self {
-        let slot = Slot::take();
-        let dir = tempfile::Builder::new().prefix("o2rs-").tempdir().unwrap();
+        let slot = Slot::take(&SLOTS, MAX_RIGS);
+        let dir = common::temp_dir("o2rs-");
         let ns = format!(
             "o2rs-{}-{}",
             std::process::id(),
@@ -421,20 +172,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             t = t.display()
         );
         fs::write(t.join("config.toml"), config).unwrap();
-        let holder = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c"])
-            .arg("mount -t tmpfs o2rs-run /run && exec sleep infinity")
-            .env("PATH", path_env())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(t.join("holder.log")).unwrap())
-            .spawn()
-            .expect("cannot start unshare");
+        let nsh = Namespace::start("mount -t tmpfs o2rs-run /run", &t.join("holder.log"));
         let mut rig = Self {
             test,
             ns,
-            holder,
-            mnt_ns: String::new(),
+            nsh,
             server: None,
             containerd: None,
             torn_down: false,
@@ -442,7 +184,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             dir,
             _slot: slot,
         };
-        rig.wait_holder();
         rig.start_server();
         rig.start_containerd();
         eprintln!(
@@ -450,7 +191,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             rig.started.elapsed(),
             rig.dir().display(),
             rig.ns,
-            rig.mnt_ns
+            rig.nsh.mnt_ns
         );
         rig
     }
@@ -467,49 +208,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         self.dir().join("s.sock")
     }
 
-    /// Waits until the holder has mounted its `/run` and execed `sleep`.
-    fn wait_holder(&mut self) {
-        let pid = self.holder.id();
-        let ours = fs::read_link("/proc/self/ns/mnt").unwrap();
-        let start = Instant::now();
-        loop {
-            if let Some(st) = self.holder.try_wait().unwrap() {
-                panic!(
-                    "the namespace holder exited ({st}): {}",
-                    tail(&self.dir().join("holder.log"), 20)
-                );
-            }
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let ns = fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
-            if cmdline.starts_with(b"sleep\0") && ns.as_ref().is_some_and(|n| *n != ours) {
-                self.mnt_ns = ns.unwrap().to_string_lossy().into_owned();
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "the namespace holder did not start"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// `program` in the namespace.
-    fn nsenter(&self, program: &str) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg("-t")
-            .arg(self.holder.id().to_string())
-            .args(["-m", "--", program])
-            .env("PATH", path_env())
-            .env_remove("OVERLAY2_HOME");
-        c
-    }
-
-    fn log_file(&self, name: &str) -> File {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir().join(name))
-            .unwrap()
+    fn log_file(&self, name: &str) -> fs::File {
+        common::log_file(&self.dir().join(name))
     }
 
     /// Starts `overlay2 serve containerd` (logging to `server.log`) and
@@ -517,7 +217,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     fn start_server(&mut self) {
         assert!(self.server.is_none(), "server already running");
         let log = self.log_file("server.log");
-        let mut cmd = self.nsenter(BIN);
+        let mut cmd = self.nsh.nsenter(BIN);
         cmd.arg("--home")
             .arg(self.home())
             .args(["serve", "containerd", "--socket"])
@@ -526,30 +226,19 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        self.server = Some(cmd.spawn().expect("cannot start the server"));
-        let socket = self.socket();
-        let start = Instant::now();
-        loop {
-            if let Some(st) = self.server.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "the server exited ({st}):\n{}",
-                    tail(&self.dir().join("server.log"), 40)
-                );
-            }
-            if UnixStream::connect(&socket).is_ok() {
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "the server did not listen in 10 s"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+        let server = self.server.insert(cmd.spawn().expect("cannot start the server"));
+        common::wait_listening(
+            server,
+            &self.dir.path().join("s.sock"),
+            "the server",
+            &self.dir.path().join("server.log"),
+            Duration::from_secs(10),
+        );
     }
 
     fn start_containerd(&mut self) {
         let log = self.log_file("containerd.log");
-        let mut cmd = self.nsenter("containerd");
+        let mut cmd = self.nsh.nsenter("containerd");
         cmd.arg("--config")
             .arg(self.dir().join("config.toml"))
             .stdin(Stdio::null())
@@ -592,13 +281,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     /// SIGKILL, as a crash would.
     fn kill_server(&mut self) {
         let mut s = self.server.take().expect("no server to kill");
-        s.kill().unwrap();
-        let st = s.wait().unwrap();
+        let st = kill_child(&mut s);
         eprintln!("[{}] server SIGKILLed ({st})", self.test);
     }
 
     fn ctr_cmd(&self, args: &[&str]) -> Command {
-        let mut c = self.nsenter("ctr");
+        let mut c = self.nsh.nsenter("ctr");
         c.arg("--address")
             .arg(self.dir().join("c.sock"))
             .args(["--namespace", &self.ns])
@@ -612,7 +300,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
     /// `overlay2 --home HOME ARGS` (in the namespace).
     fn overlay2(&self, args: &[&str]) -> Out {
-        let mut c = self.nsenter(BIN);
+        let mut c = self.nsh.nsenter(BIN);
         c.arg("--home").arg(self.home()).args(args);
         run(&mut c)
     }
@@ -657,12 +345,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     /// Writes `overlay2 sample-image` (busybox inside) to `DIR/file`.
     fn sample_image(&self, file: &str, tag: &str, extra_layers: usize) -> PathBuf {
         let path = self.dir().join(file);
-        run(Command::new(BIN)
-            .args(["sample-image", "-o"])
-            .arg(&path)
-            .args(["--busybox", BUSYBOX, "--tag", tag, "--extra-layers"])
-            .arg(extra_layers.to_string()))
-        .ok();
+        common::sample_image(&path, tag, extra_layers);
         path
     }
 
@@ -707,13 +390,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     /// Mounts in the namespace naming our directory (container rootfs
     /// mounts left behind, say).
     fn mounts_in_ns(&self) -> Vec<String> {
-        let dir = self.dir().to_string_lossy().into_owned();
-        fs::read_to_string(format!("/proc/{}/mountinfo", self.holder.id()))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains(&dir))
-            .map(str::to_owned)
-            .collect()
+        self.nsh.mounts_naming(&self.dir().to_string_lossy())
     }
 
     #[track_caller]
@@ -734,66 +411,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         assert_eq!(v["clean"], Value::Bool(true), "check: {v}");
         assert_eq!(v["problems"], serde_json::json!([]), "check: {v}");
         assert_eq!(v["notes"], serde_json::json!([]), "check (notes): {v}");
-    }
-
-    /// Processes in the namespace that are not zombies.
-    fn ns_processes(&self) -> Vec<i32> {
-        if self.mnt_ns.is_empty() {
-            return Vec::new();
-        }
-        let Ok(rd) = fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        rd.filter_map(Result::ok)
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok_and(|l| l.to_string_lossy() == self.mnt_ns)
-                    && alive(*pid)
-            })
-            .collect()
-    }
-
-    /// The cgroup dirs named after our containerd namespace.
-    fn cgroup_dirs(&self) -> Vec<PathBuf> {
-        let root = Path::new("/sys/fs/cgroup");
-        let mut found = Vec::new();
-        if root.join(&self.ns).is_dir() {
-            found.push(root.join(&self.ns));
-        }
-        if let Ok(rd) = fs::read_dir(root) {
-            for e in rd.filter_map(Result::ok) {
-                let d = e.path().join(&self.ns);
-                if d.is_dir() {
-                    found.push(d);
-                }
-            }
-        }
-        found
-    }
-
-    fn cgroup_pids(dir: &Path, pids: &mut Vec<i32>) {
-        if let Ok(s) = fs::read_to_string(dir.join("cgroup.procs")) {
-            pids.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-        }
-        if let Ok(rd) = fs::read_dir(dir) {
-            for e in rd.filter_map(Result::ok) {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    Self::cgroup_pids(&e.path(), pids);
-                }
-            }
-        }
-    }
-
-    /// rmdir `dir` and the cgroups below it, deepest first.
-    fn rm_cgroup(dir: &Path) -> std::io::Result<()> {
-        if let Ok(rd) = fs::read_dir(dir) {
-            for e in rd.filter_map(Result::ok) {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    Self::rm_cgroup(&e.path())?;
-                }
-            }
-        }
-        fs::remove_dir(dir)
     }
 
     fn teardown(&mut self) {
@@ -823,81 +440,33 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         );
 
         self.stop_containerd();
-        if let Some(keep) = std::env::var_os("O2RS_KEEP_LOGS") {
-            for log in ["server.log", "containerd.log"] {
-                let to = Path::new(&keep).join(format!("{}-{log}", self.test));
-                let _ = fs::create_dir_all(&keep);
-                let _ = fs::copy(self.dir().join(log), &to);
-            }
-        }
+        common::keep_logs(self.test, self.dir(), &["server.log", "containerd.log"]);
         // What containerd leaves running (shims, containers): not our
         // children, SIGKILLed by pid.
-        let holder = i32::try_from(self.holder.id()).unwrap_or(-1);
+        let holder = i32::try_from(self.nsh.pid()).unwrap_or(-1);
         let server = self.server.as_ref().map(|s| i32::try_from(s.id()).unwrap_or(-1));
+        let cgroups = Cgroups::new(&self.ns);
         let mut strays: Vec<i32> = self
-            .ns_processes()
+            .nsh
+            .processes()
             .into_iter()
             .filter(|p| *p != holder && Some(*p) != server)
+            .chain(cgroups.pids())
             .collect();
-        for d in self.cgroup_dirs() {
-            Self::cgroup_pids(&d, &mut strays);
-        }
         strays.sort_unstable();
         strays.dedup();
-        for &pid in &strays {
-            let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            eprintln!(
-                "[{}] left running by containerd, SIGKILL: {pid} {}",
-                self.test,
-                String::from_utf8_lossy(&cmd).replace('\0', " ")
-            );
-            signal(u32::try_from(pid).unwrap_or(0), rustix::process::Signal::KILL);
-        }
+        common::kill_strays(self.test, "containerd", &strays);
         self.stop_server();
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
+        self.nsh.kill();
 
         // Wait for what we killed to be gone, then the cgroups can go.
-        let start = Instant::now();
-        while start.elapsed() < STOP_GRACE && (!self.ns_processes().is_empty() || strays.iter().any(|p| alive(*p))) {
-            thread::sleep(Duration::from_millis(20));
-        }
-        let mut cgroup_errors = Vec::new();
-        for d in self.cgroup_dirs() {
-            let mut result = Self::rm_cgroup(&d);
-            let start = Instant::now();
-            while result.is_err() && start.elapsed() < Duration::from_secs(5) {
-                thread::sleep(Duration::from_millis(50));
-                result = Self::rm_cgroup(&d);
-            }
-            if let Err(e) = result {
-                cgroup_errors.push(format!("{}: {e}", d.display()));
-            }
-        }
+        common::wait_gone(&self.nsh, &strays);
+        let cgroup_errors = cgroups.remove();
         eprintln!("[{}] torn down after {:?}", self.test, self.started.elapsed());
         if failing {
             return;
         }
-
-        let dir = self.dir().to_string_lossy().into_owned();
-        let host_mounts: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains(&dir))
-            .map(str::to_owned)
-            .collect();
-        assert!(
-            host_mounts.is_empty(),
-            "mounts naming {dir} in the host's mountinfo:\n{}",
-            host_mounts.join("\n")
-        );
-        let left = self.ns_processes();
-        assert!(left.is_empty(), "processes left in the namespace: {left:?}");
-        let alive_strays: Vec<i32> = strays.into_iter().filter(|p| alive(*p)).collect();
-        assert!(alive_strays.is_empty(), "processes survived SIGKILL: {alive_strays:?}");
-        assert!(cgroup_errors.is_empty(), "cgroup dirs not removed: {cgroup_errors:?}");
-        let cg = self.cgroup_dirs();
-        assert!(cg.is_empty(), "cgroup dirs left: {cg:?}");
+        common::assert_nothing_left(&self.nsh, &strays, &cgroups, &cgroup_errors, self.dir());
     }
 
     /// Tears down, asserting nothing is left behind.
@@ -1302,8 +871,7 @@ fn concurrent_imports_and_runs() {
 #[test]
 fn guard_cleans_up_after_a_panic() {
     const T: &str = "guard_cleans_up_after_a_panic";
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {T}: {reason}");
+    if common::skip(T, "containerd, mounts, cgroups", TOOLS) {
         return;
     }
     // (mount ns, containerd namespace, directory, container pid)
@@ -1331,7 +899,7 @@ fn guard_cleans_up_after_a_panic() {
             .unwrap_or_else(|| panic!("no running task: {tasks}"));
         assert!(alive(pid));
         assert!(!rig.mounts_in_ns().is_empty(), "the container's rootfs is not mounted");
-        *seen.lock().unwrap() = Some((rig.mnt_ns.clone(), rig.ns.clone(), rig.dir().to_owned(), pid));
+        *seen.lock().unwrap() = Some((rig.nsh.mnt_ns.clone(), rig.ns.clone(), rig.dir().to_owned(), pid));
         panic!("deliberate panic with a container running");
     }));
     let err = result.expect_err("the closure should have panicked");
@@ -1354,16 +922,9 @@ fn guard_cleans_up_after_a_panic() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert!(in_ns.is_empty(), "processes left in the namespace: {in_ns:?}");
-    let cgroups: Vec<PathBuf> = fs::read_dir("/sys/fs/cgroup")
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path().join(&ns))
-        .chain(std::iter::once(Path::new("/sys/fs/cgroup").join(&ns)))
-        .filter(|d| d.exists())
-        .collect();
+    let cgroups = Cgroups::new(&ns).dirs();
     assert!(cgroups.is_empty(), "cgroup dirs left: {cgroups:?}");
-    let d = dir.to_string_lossy().into_owned();
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(&d), "host mounts name {d}");
+    common::assert_no_host_mounts(&dir);
+    let d = dir.display();
     assert!(!dir.exists(), "{d} was not removed");
 }

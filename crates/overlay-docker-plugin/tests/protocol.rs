@@ -25,13 +25,44 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_plugin_keeps_the_last_init() {
+    // dockerd sends Init once; a plugin restarted under it must not
+    // answer "not initialised" from then on.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("p.sock.init");
+    let home = dir.path().to_str().expect("utf-8").to_owned();
+    let server = Server::start_with(dir, Some(&state)).await;
+    let mut c = Conn::open(&server.socket).await;
+    c.ok(
+        "GraphDriver.Init",
+        json!({"Home": home, "Opts": ["overlay2.override_kernel_check=true"]}),
+    )
+    .await;
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&state).expect("state").permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let dir = server.stop().await;
+    let server = Server::start_with(dir, Some(&state)).await;
+    let mut c = Conn::open(&server.socket).await;
+    c.ok("GraphDriver.Create", json!({"ID": "after-restart"})).await;
+    server.stop().await;
+}
+
 impl Server {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_with(tempfile::tempdir().expect("tempdir"), None).await
+    }
+
+    /// A server in `dir` keeping its Init in `state`, on a fresh driver.
+    async fn start_with(dir: tempfile::TempDir, state: Option<&Path>) -> Self {
         let socket = dir.path().join("p.sock");
         let driver = Arc::new(Overlay2::new(FakeBackend::new(), &[] as &[&str]).expect("driver"));
         let d = Arc::clone(&driver);
-        let plugin = Arc::new(Plugin::new(move |_init| Ok(Arc::clone(&d) as Arc<dyn GraphDriver>)));
+        let mut plugin = Plugin::new(move |_init| Ok(Arc::clone(&d) as Arc<dyn GraphDriver>));
+        if let Some(state) = state {
+            plugin = plugin.with_state_file(state).expect("state");
+        }
+        let plugin = Arc::new(plugin);
         let listener = tokio::net::UnixListener::bind(&socket).expect("bind");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -50,11 +81,13 @@ impl Server {
         }
     }
 
-    async fn stop(mut self) {
+    async fn stop(mut self) -> tempfile::TempDir {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         (&mut self.task).await.expect("server");
+        let _ = std::fs::remove_file(&self.socket);
+        self._dir
     }
 }
 

@@ -474,6 +474,29 @@ impl<B: Backend> Overlay2<B> {
         Ok(!self.home().exists(&relative_lower_file(&id))?)
     }
 
+    /// The changes recorded in the layer's own upper dir over its lowers,
+    /// as Docker v17's `OverlayChanges` reads them: fast (the upper dir
+    /// only), but a copied-up unchanged file counts as changed and the
+    /// parent directories of changes are not listed. `changes` gives
+    /// Docker v20.10's (naive) answer.
+    ///
+    /// # Errors
+    ///
+    /// A missing or corrupt layer, or its files cannot be read.
+    pub fn upper_changes(&self, id: &str) -> Result<Vec<Change>> {
+        let id = Self::layer_id(id)?;
+        self.require(&id)?;
+        let lowers = match self.read_lower(&id)? {
+            Some(lower) => self
+                .lower_layers(&id, &lower)?
+                .iter()
+                .map(|l| self.diff_tree(l))
+                .collect::<Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        native::changes(&*self.diff_tree(&id)?, &lowers).map_err(Self::diff_err(&id))
+    }
+
     /// Is the layer mounted by this driver right now?
     pub fn is_mounted(&self, id: &str) -> bool {
         Self::layer_id(id).is_ok_and(|id| self.locks.lock(id.as_str()).mounts > 0)
@@ -717,24 +740,17 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
         Ok(())
     }
 
+    /// Docker v20.10's answer: the naive diff of the two mounted trees,
+    /// always. (v17 read the upper dir alone, which reported copied-up but
+    /// unchanged files and left out the parent directories of changes;
+    /// `docker diff` through this driver must say what Docker's says.
+    /// [`Overlay2::upper_changes`] keeps the fast v17 form.)
     fn changes(&self, id: &str, parent: Option<&str>) -> Result<Vec<Change>> {
         let (id, parent) = Self::parse_pair(id, parent)?;
         self.require(&id)?;
-        if !self.native(&id, parent.as_ref()) {
-            return self
-                .naive()
-                .changes(id.as_str(), parent.as_ref().map(LayerId::as_str))
-                .map_err(Self::diff_err(&id));
-        }
-        let lowers = match self.read_lower(&id)? {
-            Some(lower) => self
-                .lower_layers(&id, &lower)?
-                .iter()
-                .map(|l| self.diff_tree(l))
-                .collect::<Result<Vec<_>>>()?,
-            None => Vec::new(),
-        };
-        native::changes(&*self.diff_tree(&id)?, &lowers).map_err(Self::diff_err(&id))
+        self.naive()
+            .changes(id.as_str(), parent.as_ref().map(LayerId::as_str))
+            .map_err(Self::diff_err(&id))
     }
 
     fn apply_diff(&self, id: &str, parent: Option<&str>, diff: &mut dyn Read) -> Result<u64> {
