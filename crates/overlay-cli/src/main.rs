@@ -193,7 +193,8 @@ pub enum Command {
     ///
     /// Nothing is copied or pulled again: the layer and image directories are
     /// renamed in place and each container's `Driver` rewritten. Stop dockerd
-    /// first. Running it again finishes an interrupted run.
+    /// first: it refuses while dockerd runs on the data root or a layer is
+    /// mounted. Running it again finishes an interrupted run.
     DockerAdopt {
         /// dockerd's `--data-root` (e.g. /var/lib/docker).
         #[arg(long, value_name = "DIR")]

@@ -30,20 +30,34 @@
 //!   in the end nothing is mounted.
 //! - `concurrent_runs_and_loads`: ten `docker run --rm` at once, then two
 //!   `docker load`s at once of images sharing their lower layers.
+//! - `adopt_a_builtin_overlay2_data_root_and_back`: a data root made by
+//!   dockerd's built-in overlay2 (an image loaded, two stopped containers
+//!   that wrote files, an image committed) is handed to the plugin with
+//!   `overlay2 docker-adopt` (refused, changing nothing, while a container
+//!   runs or dockerd does, and on a directory that is not a data root; a
+//!   second run does nothing); dockerd on the plugin has the same image
+//!   ids and containers without a load, starts a stopped container on its
+//!   own layer, `docker diff`s and `cp`s it, runs both images; every layer's
+//!   `diff` dir has the device and inode it had (renamed, not copied). A
+//!   container run and committed on the plugin, then `docker-adopt --back`:
+//!   the built-in overlay2 runs everything again, the plugin's layers
+//!   included, still on the same inodes.
 //!
-//! How dockerd is isolated: a private mount namespace ([`Namespace`]) with
-//! a tmpfs on `/run` (dockerd's and containerd's sockets and state, the
-//! plugin's socket `/run/docker/plugins/NAME.sock`) and on `/etc/docker`
-//! (dockerd writes `key.json` there). In it run, in this order: the plugin
+//! How dockerd is isolated (the same on `--storage-driver overlay2`,
+//! the built-in driver, without the plugin): a private mount namespace
+//! ([`Namespace`]) with a tmpfs on `/run` (dockerd's and containerd's
+//! sockets and state, the plugin's socket
+//! `/run/docker/plugins/NAME.sock`) and on `/etc/docker` (dockerd
+//! writes `key.json` there). In it run, in this order: the plugin
 //! (`overlay2 serve docker --name NAME`, layers in Init's home
-//! `<data-root>/NAME`), a containerd of our own (its root, state, `opt` and
-//! socket in the test's directory, CRI off) and dockerd
+//! `<data-root>/NAME`), a containerd of our own (its root, state, `opt`
+//! and socket in the test's directory, CRI off) and dockerd
 //! (`--experimental --storage-driver NAME --containerd OUR_SOCKET`, its
 //! own `--data-root`, `--exec-root`, `--pidfile` and API socket in the
 //! test's directory, no bridge, no iptables, no forwarding,
 //! `--cgroup-parent /o2plug-e2e-PID-N`). Each test has its own plugin
-//! name `o2plug-PID-N`. The `docker` CLI (`/usr/bin/docker`, with its own
-//! `DOCKER_CONFIG`) runs on the host against dockerd's socket.
+//! name `o2plug-PID-N`. The `docker` CLI (`/usr/bin/docker`, with its
+//! own `DOCKER_CONFIG`) runs on the host against dockerd's socket.
 //!
 //! [`Rig`]'s teardown (by `finish`, or by `Drop` when a test panics)
 //! SIGKILLs the containers still running (in the cgroup parent), stops
@@ -106,6 +120,8 @@ const DOCKER_TIMEOUT: Duration = Duration::from_secs(60);
 const DOCKERD_GRACE: Duration = Duration::from_secs(30);
 
 const IMG: &str = "o2plug/img:latest";
+/// Docker's built-in overlay2 driver's name.
+const BUILTIN: &str = "overlay2";
 /// `/srv/www/about.html`, from layer 2 of the sample image.
 const ABOUT: &str = "<p>added by layer 2</p>\n";
 /// What the writer container does to the image's files: adds one, deletes
@@ -132,7 +148,13 @@ macro_rules! rig_or_skip {
         if common::skip($test, "dockerd, mounts, cgroups", TOOLS) {
             return;
         }
-        Rig::start($test)
+        Rig::start($test, false)
+    }};
+    ($test:literal, builtin) => {{
+        if common::skip($test, "dockerd, mounts, cgroups", TOOLS) {
+            return;
+        }
+        Rig::start($test, true)
     }};
 }
 
@@ -232,6 +254,9 @@ struct Rig {
     test: &'static str,
     /// The plugin's (and storage driver's) name.
     name: String,
+    /// dockerd's `--storage-driver`: `name`, or Docker's built-in
+    /// [`BUILTIN`] (then without `--experimental`).
+    driver: String,
     /// dockerd's `--cgroup-parent`, without the leading `/`.
     cgroups: Cgroups,
     nsh: Namespace,
@@ -246,7 +271,9 @@ struct Rig {
 }
 
 impl Rig {
-    fn start(test: &'static str) -> Self {
+    /// The rig with dockerd on our plugin or, with `builtin`, on Docker's
+    /// own overlay2 (and no plugin running).
+    fn start(test: &'static str, builtin: bool) -> Self {
         let slot = Slot::take(&SLOTS, MAX_RIGS);
         let dir = common::temp_dir("o2plug-");
         let n = format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
@@ -273,9 +300,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             "mount -t tmpfs o2plug-run /run && mkdir -p /etc/docker && mount -t tmpfs o2plug-etc /etc/docker",
             &t.join("holder.log"),
         );
+        let name = format!("o2plug-{n}");
         let mut rig = Self {
             test,
-            name: format!("o2plug-{n}"),
+            driver: if builtin { BUILTIN.to_owned() } else { name.clone() },
+            name,
             cgroups: Cgroups::new(format!("o2plug-e2e-{n}")),
             nsh,
             plugin: None,
@@ -286,14 +315,16 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             dir,
             _slot: slot,
         };
-        rig.start_plugin();
+        if !builtin {
+            rig.start_plugin();
+        }
         rig.start_containerd();
         let took = rig.start_dockerd(false);
         eprintln!(
             "[{test}] dockerd up in {took:?} ({:?} in all): dir {}, driver {}, mount ns {}",
             rig.started.elapsed(),
             rig.dir().display(),
-            rig.name,
+            rig.driver,
             rig.nsh.mnt_ns
         );
         rig
@@ -307,9 +338,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         self.dir().join("data")
     }
 
-    /// The plugin's home: Init's Home, `<data-root>/<driver name>`.
+    /// The current driver's home: `<data-root>/<driver name>` (for the
+    /// plugin, Init's Home).
     fn home(&self) -> PathBuf {
-        self.data_root().join(&self.name)
+        self.data_root().join(&self.driver)
     }
 
     fn log(&self, name: &str) -> PathBuf {
@@ -395,7 +427,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         let t = self.dir().to_owned();
         let log = common::log_file(&self.log("dockerd.log"));
         let mut cmd = self.nsh.nsenter(DOCKERD);
-        cmd.args(["--experimental", "--storage-driver", &self.name])
+        if self.driver != BUILTIN {
+            cmd.arg("--experimental");
+        }
+        cmd.args(["--storage-driver", &self.driver])
             .arg("--data-root")
             .arg(t.join("data"))
             .arg("--exec-root")
@@ -552,15 +587,16 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         assert_eq!(v["problems"], serde_json::json!([]), "check: {v}");
     }
 
-    /// Mount points of the namespace under the home (layer mounts), one
-    /// entry per mount (a path twice: mounted twice).
+    /// Mount points of the namespace under the homes of our plugin and of
+    /// the built-in driver (layer mounts), one entry per mount (a path
+    /// twice: mounted twice).
     fn layer_mounts(&self) -> Vec<String> {
-        let home = format!("{}/", self.home().display());
+        let homes = [self.name.as_str(), BUILTIN].map(|d| format!("{}/", self.data_root().join(d).display()));
         self.nsh
             .mountinfo()
             .lines()
             .filter_map(|l| l.split(' ').nth(4))
-            .filter(|mp| mp.starts_with(&home))
+            .filter(|mp| homes.iter().any(|h| mp.starts_with(h)))
             .map(str::to_owned)
             .collect()
     }
@@ -588,7 +624,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         let record = self
             .data_root()
             .join("image")
-            .join(&self.name)
+            .join(&self.driver)
             .join("layerdb/mounts")
             .join(&id)
             .join("mount-id");
@@ -1114,6 +1150,352 @@ fn concurrent_runs_and_loads() {
         ],
         "layer 6\n",
     );
+
+    rig.remove_all_and_check_empty();
+    rig.finish();
+}
+
+// ------------------------------------------------------- docker-adopt
+
+impl Rig {
+    /// `overlay2 --json docker-adopt --data-root DIR --name NAME [--back]`,
+    /// in the namespace (where the layer mounts it looks for are).
+    fn adopt(&self, data_root: &Path, back: bool) -> Out {
+        let mut c = self.nsh.nsenter(BIN);
+        c.args(["--json", "docker-adopt", "--data-root"])
+            .arg(data_root)
+            .args(["--name", &self.name]);
+        if back {
+            c.arg("--back");
+        }
+        let out = common::run(&mut c);
+        eprintln!(
+            "[{}] `{}`: {} in {:?}: {}{}",
+            self.test,
+            out.what,
+            out.status,
+            out.took,
+            out.stdout.trim(),
+            out.stderr.trim()
+        );
+        out
+    }
+
+    /// `docker images`: `REPO:TAG ID` lines, sorted.
+    fn images(&self) -> Vec<String> {
+        let out = self.docker_ok(&["images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+        let mut v: Vec<String> = out.stdout.lines().map(str::to_owned).collect();
+        v.sort();
+        v
+    }
+
+    /// `docker ps -a`: `NAME ID STATE` lines, sorted.
+    fn containers(&self) -> Vec<String> {
+        let out = self.docker_ok(&["ps", "-a", "--no-trunc", "--format", "{{.Names}} {{.ID}} {{.State}}"]);
+        let mut v: Vec<String> = out.stdout.lines().map(str::to_owned).collect();
+        v.sort();
+        v
+    }
+
+    /// The content of `path` in container `c` (`docker cp C:PATH -`).
+    #[track_caller]
+    fn cat(&self, c: &str, path: &str) -> String {
+        let out = self.docker_ok(&["cp", &format!("{c}:{path}"), "-"]);
+        let name = Path::new(path).file_name().unwrap().to_string_lossy().into_owned();
+        let files = tar_files(&out.raw);
+        String::from_utf8_lossy(
+            files
+                .get(&name)
+                .unwrap_or_else(|| panic!("docker cp {c}:{path}: {:?}", files.keys())),
+        )
+        .into_owned()
+    }
+}
+
+/// `(device, inode)` of each layer's `diff` dir in `home`, by layer id:
+/// equal after a rename of `home`, not after a copy.
+#[track_caller]
+fn diff_inodes(home: &Path) -> BTreeMap<String, (u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    fs::read_dir(home)
+        .unwrap_or_else(|e| panic!("{}: {e}", home.display()))
+        .map(Result::unwrap)
+        .filter(|e| e.path().join("diff").is_dir())
+        .map(|e| {
+            let md = fs::metadata(e.path().join("diff")).unwrap();
+            (e.file_name().to_string_lossy().into_owned(), (md.dev(), md.ino()))
+        })
+        .collect()
+}
+
+/// What docker-adopt may change in a data root.
+#[derive(Debug, PartialEq, Eq)]
+struct AdoptState {
+    /// The names in it.
+    top: Vec<String>,
+    /// The names in its `image/`.
+    image: Vec<String>,
+    /// Each container's `config.v2.json`: content and mode.
+    configs: BTreeMap<String, (Vec<u8>, u32)>,
+}
+
+fn adopt_state(data_root: &Path) -> AdoptState {
+    use std::os::unix::fs::PermissionsExt as _;
+    let names = |d: &Path| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(d)
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let mut configs = BTreeMap::new();
+    for c in names(&data_root.join("containers")) {
+        let p = data_root.join("containers").join(&c).join("config.v2.json");
+        if let Ok(bytes) = fs::read(&p) {
+            configs.insert(c, (bytes, fs::metadata(&p).unwrap().permissions().mode()));
+        }
+    }
+    AdoptState {
+        top: names(data_root),
+        image: names(&data_root.join("image")),
+        configs,
+    }
+}
+
+/// The `Driver` of each container's `config.v2.json`.
+fn container_drivers(data_root: &Path) -> Vec<String> {
+    adopt_state(data_root)
+        .configs
+        .values()
+        .map(|(bytes, _)| {
+            let v: Value = serde_json::from_slice(bytes).unwrap();
+            v["Driver"].as_str().unwrap_or("?").to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn adopt_a_builtin_overlay2_data_root_and_back() {
+    const T: &str = "adopt_a_builtin_overlay2_data_root_and_back";
+    let mut rig = rig_or_skip!("adopt_a_builtin_overlay2_data_root_and_back", builtin);
+    let data = rig.data_root();
+    let name = rig.name.clone();
+
+    // 1. Docker's own overlay2: an image, two stopped containers that
+    // wrote files, an image committed from one of them.
+    let tar = sample_image(&rig, "img.tar", IMG, 0);
+    rig.load(&tar, IMG);
+    rig.docker_ok(&["run", "--name", "writer", "--network", "none", IMG, "sh", "-c", WRITER]);
+    let keep = "cat /srv/www/about.html; echo run >> /srv/www/runs";
+    rig.docker_prints(
+        &["run", "--name", "keep", "--network", "none", IMG, "sh", "-c", keep],
+        ABOUT,
+    );
+    rig.docker_ok(&["commit", "writer", "o2plug/new:latest"]);
+    assert_eq!(rig.diff("writer"), WRITER_DIFF, "docker diff on the built-in overlay2");
+    let images = rig.images();
+    let containers = rig.containers();
+    assert_eq!(images.len(), 2, "{images:?}");
+    assert_eq!(containers.len(), 2, "{containers:?}");
+    let inodes = diff_inodes(&data.join(BUILTIN));
+    assert_eq!(
+        inodes.len(),
+        3 + 2 * 2 + 1,
+        "3 image layers, 2 containers with their -init, 1 committed: {inodes:?}"
+    );
+    eprintln!(
+        "[{T}] on the built-in overlay2 after {:?}: {images:?} {containers:?}",
+        rig.started.elapsed()
+    );
+
+    // 5. Refused while a layer is mounted (a running container): nothing changes.
+    rig.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sleeper",
+        "--network",
+        "none",
+        IMG,
+        "sleep",
+        "1000",
+    ]);
+    let before = adopt_state(&data);
+    let out = rig.adopt(&data, false);
+    assert!(
+        !out.success() && out.stderr.contains("is mounted") && out.stderr.contains("stop dockerd"),
+        "docker-adopt with a running container: {}",
+        out.failure()
+    );
+    // The data root named relative to the working directory, too: the
+    // mount points it looks for are absolute.
+    let mut relative = rig.nsh.nsenter("sh");
+    relative
+        .args([
+            "-c",
+            r#"cd "$0" && exec "$1" docker-adopt --data-root data --name "$2""#,
+        ])
+        .arg(rig.dir())
+        .arg(BIN)
+        .arg(&name);
+    let out = common::run(&mut relative);
+    assert!(
+        !out.success() && out.stderr.contains("is mounted"),
+        "docker-adopt with a running container, data root relative: {}",
+        out.failure()
+    );
+    assert_eq!(
+        adopt_state(&data),
+        before,
+        "a refused docker-adopt changed the data root"
+    );
+    rig.docker_ok(&["rm", "-f", "sleeper"]);
+    // ... or while dockerd runs, even with nothing mounted.
+    let before = adopt_state(&data);
+    let out = rig.adopt(&data, false);
+    assert!(
+        !out.success() && out.stderr.contains("dockerd is running"),
+        "docker-adopt under a running dockerd: {}",
+        out.failure()
+    );
+    assert_eq!(
+        adopt_state(&data),
+        before,
+        "a refused docker-adopt changed the data root"
+    );
+    // ... and on a directory that is not a data root.
+    let not_root = rig.dir().join("not-a-data-root");
+    fs::create_dir_all(not_root.join(BUILTIN)).unwrap();
+    for dir in [not_root.clone(), rig.dir().join("missing")] {
+        let out = rig.adopt(&dir, false);
+        assert!(!out.success(), "docker-adopt of {}: {}", dir.display(), out.failure());
+        assert!(
+            out.stderr.contains("not a Docker data root"),
+            "docker-adopt of {}: {}",
+            dir.display(),
+            out.stderr
+        );
+    }
+    assert!(not_root.join(BUILTIN).is_dir() && !not_root.join(&name).exists());
+
+    // 2. dockerd stopped; handed over to the plugin; a second run does nothing.
+    rig.stop_dockerd();
+    let state = adopt_state(&data);
+    let out = rig.ok(rig.adopt(&data, false)).json();
+    assert_eq!(out["from"], BUILTIN, "{out}");
+    assert_eq!(out["to"], *name, "{out}");
+    assert_eq!(out["containers"], 2, "{out}");
+    assert!(!data.join(BUILTIN).exists() && !data.join("image").join(BUILTIN).exists());
+    assert!(data.join(&name).is_dir() && data.join("image").join(&name).is_dir());
+    assert_eq!(container_drivers(&data), [name.as_str(); 2]);
+    // Each config.v2.json: the same document but for `Driver`, the same mode.
+    for (c, (after, mode)) in adopt_state(&data).configs {
+        let (before, was) = &state.configs[&c];
+        let mut want: Value = serde_json::from_slice(before).unwrap();
+        want["Driver"] = Value::from(name.as_str());
+        assert_eq!(
+            serde_json::from_slice::<Value>(&after).unwrap(),
+            want,
+            "{c}/config.v2.json"
+        );
+        assert_eq!(mode, *was, "{c}/config.v2.json: mode changed");
+    }
+    let after = adopt_state(&data);
+    let out = rig.ok(rig.adopt(&data, false)).json();
+    assert_eq!(out["containers"], 0, "{out}");
+    assert!(out["done"][0].as_str().unwrap().contains("already"), "{out}");
+    assert_eq!(adopt_state(&data), after, "a second docker-adopt changed something");
+
+    // 3. On the plugin, nothing loaded or pulled: the same images and
+    // containers, on the same inodes.
+    rig.driver = name.clone();
+    rig.start_plugin();
+    let took = rig.start_dockerd(false);
+    eprintln!("[{T}] dockerd on the plugin {name} up in {took:?}");
+    assert_eq!(rig.images(), images, "images on the plugin");
+    assert_eq!(rig.containers(), containers, "containers on the plugin");
+    rig.docker_prints(&["start", "-a", "keep"], ABOUT);
+    assert_eq!(rig.cat("keep", "/srv/www/runs"), "run\nrun\n");
+    assert_eq!(rig.cat("writer", "/srv/www/new.txt"), "written\n");
+    assert_eq!(rig.diff("writer"), WRITER_DIFF, "docker diff on the plugin");
+    rig.docker_prints(
+        &["run", "--rm", "--network", "none", IMG, "/usr/local/bin/hello"],
+        "hello from layer 3\n",
+    );
+    rig.docker_prints(
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "o2plug/new:latest",
+            "cat",
+            "/srv/www/new.txt",
+        ],
+        "written\n",
+    );
+    assert_eq!(diff_inodes(&rig.home()), inodes, "the layers moved (copied?)");
+    rig.check_clean();
+    // Layers the plugin makes, for the way back.
+    rig.docker_ok(&[
+        "run",
+        "--name",
+        "onplug",
+        "--network",
+        "none",
+        IMG,
+        "sh",
+        "-c",
+        "echo from-plugin > /srv/www/plug.txt",
+    ]);
+    rig.docker_ok(&["commit", "onplug", "o2plug/plug:latest"]);
+    let onplug_diff = rig.diff("onplug");
+    let images = rig.images();
+    let containers = rig.containers();
+    let inodes_plug = diff_inodes(&rig.home());
+    assert_eq!(inodes_plug.len(), inodes.len() + 3, "{inodes_plug:?}");
+    assert!(inodes.iter().all(|(k, v)| inodes_plug.get(k) == Some(v)));
+
+    // 4. The way back: dockerd and the plugin stopped, --back, the built-in
+    // overlay2 again, the plugin's layers included.
+    rig.stop_dockerd();
+    rig.stop_plugin();
+    let out = rig.ok(rig.adopt(&data, true)).json();
+    assert_eq!(out["from"], *name, "{out}");
+    assert_eq!(out["to"], BUILTIN, "{out}");
+    assert_eq!(out["containers"], 3, "{out}");
+    assert!(!data.join(&name).exists() && !data.join("image").join(&name).exists());
+    assert_eq!(container_drivers(&data), [BUILTIN; 3]);
+    rig.driver = BUILTIN.to_owned();
+    let took = rig.start_dockerd(false);
+    eprintln!("[{T}] dockerd on the built-in overlay2 again up in {took:?}");
+    assert_eq!(rig.images(), images, "images back on the built-in overlay2");
+    assert_eq!(rig.containers(), containers, "containers back on the built-in overlay2");
+    rig.docker_prints(
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "o2plug/plug:latest",
+            "cat",
+            "/srv/www/plug.txt",
+        ],
+        "from-plugin\n",
+    );
+    rig.docker_prints(&["start", "-a", "keep"], ABOUT);
+    assert_eq!(rig.cat("keep", "/srv/www/runs"), "run\nrun\nrun\n");
+    assert_eq!(rig.cat("onplug", "/srv/www/plug.txt"), "from-plugin\n");
+    assert_eq!(
+        rig.diff("writer"),
+        WRITER_DIFF,
+        "docker diff back on the built-in overlay2"
+    );
+    assert_eq!(rig.diff("onplug"), onplug_diff, "docker diff of the plugin's container");
+    assert_eq!(diff_inodes(&rig.home()), inodes_plug, "the layers moved (copied?)");
 
     rig.remove_all_and_check_empty();
     rig.finish();

@@ -474,27 +474,19 @@ impl<B: Backend> Overlay2<B> {
         Ok(!self.home().exists(&relative_lower_file(&id))?)
     }
 
-    /// The changes recorded in the layer's own upper dir over its lowers,
-    /// as Docker v17's `OverlayChanges` reads them: fast (the upper dir
-    /// only), but a copied-up unchanged file counts as changed and the
-    /// parent directories of changes are not listed. `changes` gives
-    /// Docker v20.10's (naive) answer.
+    /// Changes by the naive diff of the two mounted trees, whatever the
+    /// layers: what [`GraphDriver::changes`] must answer (it computes the
+    /// same list from the upper dir where it can), for tests and tools.
     ///
     /// # Errors
     ///
-    /// A missing or corrupt layer, or its files cannot be read.
-    pub fn upper_changes(&self, id: &str) -> Result<Vec<Change>> {
-        let id = Self::layer_id(id)?;
+    /// A missing layer, or a tree cannot be mounted or read.
+    pub fn naive_changes(&self, id: &str, parent: Option<&str>) -> Result<Vec<Change>> {
+        let (id, parent) = Self::parse_pair(id, parent)?;
         self.require(&id)?;
-        let lowers = match self.read_lower(&id)? {
-            Some(lower) => self
-                .lower_layers(&id, &lower)?
-                .iter()
-                .map(|l| self.diff_tree(l))
-                .collect::<Result<Vec<_>>>()?,
-            None => Vec::new(),
-        };
-        native::changes(&*self.diff_tree(&id)?, &lowers).map_err(Self::diff_err(&id))
+        self.naive()
+            .changes(id.as_str(), parent.as_ref().map(LayerId::as_str))
+            .map_err(Self::diff_err(&id))
     }
 
     /// Is the layer mounted by this driver right now?
@@ -740,17 +732,29 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
         Ok(())
     }
 
-    /// Docker v20.10's answer: the naive diff of the two mounted trees,
-    /// always. (v17 read the upper dir alone, which reported copied-up but
-    /// unchanged files and left out the parent directories of changes;
-    /// `docker diff` through this driver must say what Docker's says.
-    /// [`Overlay2::upper_changes`] keeps the fast v17 form.)
+    /// Docker v20.10's answer (its overlay2 asks the naive diff, always):
+    /// here computed from the upper dir where the layer sits directly on
+    /// `parent` and native diff is safe, with the same list the naive
+    /// diff of the two mounted trees gives (tested entry for entry), and
+    /// by that naive diff otherwise.
     fn changes(&self, id: &str, parent: Option<&str>) -> Result<Vec<Change>> {
         let (id, parent) = Self::parse_pair(id, parent)?;
         self.require(&id)?;
-        self.naive()
-            .changes(id.as_str(), parent.as_ref().map(LayerId::as_str))
-            .map_err(Self::diff_err(&id))
+        if !self.native(&id, parent.as_ref()) {
+            return self
+                .naive()
+                .changes(id.as_str(), parent.as_ref().map(LayerId::as_str))
+                .map_err(Self::diff_err(&id));
+        }
+        let lowers = match self.read_lower(&id)? {
+            Some(lower) => self
+                .lower_layers(&id, &lower)?
+                .iter()
+                .map(|l| self.diff_tree(l))
+                .collect::<Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        native::changes(&*self.diff_tree(&id)?, &lowers).map_err(Self::diff_err(&id))
     }
 
     fn apply_diff(&self, id: &str, parent: Option<&str>, diff: &mut dyn Read) -> Result<u64> {

@@ -1,12 +1,14 @@
-//! Diffs read from a layer's upper (`diff`) dir alone: cost proportional to
-//! what the layer changed, not to the image (Docker's `OverlayChanges` and
-//! `directory.Size`).
+//! Diffs read from a layer's upper (`diff`) dir: cost proportional to what
+//! the layer changed, not to the image (Changes with the naive diff's
+//! answers, and Docker's `directory.Size`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use naive_diff::{Change, ChangeKind, DiffError, walk_order};
+use std::ffi::{OsStr, OsString};
+
 use overlay_fs::{Dir, ErrorKind, FileType, Fs, Metadata};
 
 fn tree_err(path: &Path) -> impl FnOnce(overlay_fs::Error) -> DiffError + '_ {
@@ -16,114 +18,322 @@ fn tree_err(path: &Path) -> impl FnOnce(overlay_fs::Error) -> DiffError + '_ {
     }
 }
 
-/// The changes recorded in `upper` over `lowers` (uppermost first), as
-/// Docker's `OverlayChanges` reports them: a whiteout is a deletion, an
-/// opaque directory a deletion of the directory followed by additions of
-/// what it holds, anything else an addition, or a modification when a
-/// lower layer has the path (a directory equal in size, mode and time to
-/// the lower one is left out); the parent of an addition or deletion is
-/// modified.
+/// Docker v20.10's answer to Changes (the naive diff of the mounted layer
+/// against its parent) computed from the upper dir alone, consulting the
+/// lower layers only at the paths the upper dir holds: every path the
+/// upper dir does not hold looks the same in both trees, so only those can
+/// differ. Each upper entry is compared with what the parent's merged tree
+/// shows at its path, by the naive diff's rules ([`naive_diff::stat_different`],
+/// symlink targets, extended attributes other than overlayfs' own); a
+/// whiteout hiding something is a deletion; an opaque directory is compared
+/// in full with the parent's directory; a directory holding changes is
+/// listed as modified. `lowers` are the parent chain's diff dirs,
+/// uppermost first.
 ///
 /// # Errors
 ///
 /// A tree cannot be read.
 pub fn changes(upper: &dyn Fs, lowers: &[Arc<dyn Fs>]) -> Result<Vec<Change>, DiffError> {
+    let root = Path::new("");
+    let upper_root = upper.open_dir(root).map_err(tree_err(root))?;
+    let old = lowers
+        .iter()
+        .map(|l| l.open_dir(root).map_err(tree_err(root)))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut out = Vec::new();
-    let mut changed_dirs = HashSet::new();
-    let root = upper.open_dir(Path::new("")).map_err(tree_err(Path::new("")))?;
-    walk(root, Path::new(""), lowers, false, &mut out, &mut changed_dirs)?;
+    over_lowers(upper_root, &Merged(old), root, &mut out)?;
     out.sort_by(|a, b| walk_order(&a.path, &b.path));
-    out.dedup();
     Ok(out)
 }
 
-/// `new`: `dir` is in no lower layer, so nothing below it can be either.
-fn walk(
-    mut dir: Box<dyn Dir>,
-    path: &Path,
-    lowers: &[Arc<dyn Fs>],
-    new: bool,
-    out: &mut Vec<Change>,
-    changed_dirs: &mut HashSet<PathBuf>,
-) -> Result<(), DiffError> {
-    let mut entries = dir.entries().map_err(tree_err(path))?;
+/// A directory of the parent's merged tree: the lower dirs at one path
+/// that overlayfs merges, uppermost first (it stops below an opaque dir,
+/// and at a whiteout or a non-directory).
+struct Merged(Vec<Box<dyn Dir>>);
+
+/// What the merged tree shows under a name: its metadata, and the index
+/// of the lower dir that holds it.
+type Found = Option<(Metadata, usize)>;
+
+impl Merged {
+    fn find(&self, name: &OsStr, path: &Path) -> Result<Found, DiffError> {
+        for (i, d) in self.0.iter().enumerate() {
+            match d.metadata(name) {
+                Ok(m) if m.is_whiteout() => return Ok(None),
+                Ok(m) => return Ok(Some((m, i))),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(DiffError::Tree {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The merged directory `name`, found (as a directory) in lower `from`.
+    fn open(&self, name: &OsStr, from: usize, path: &Path) -> Result<Merged, DiffError> {
+        let mut dirs = Vec::new();
+        for d in &self.0[from..] {
+            let m = match d.metadata(name) {
+                Ok(m) => m,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(DiffError::Tree {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
+            };
+            if !m.is_dir() {
+                break;
+            }
+            let sub = d.open_dir(name).map_err(tree_err(path))?;
+            let opaque = is_opaque(&*sub, path)?;
+            dirs.push(sub);
+            if opaque {
+                break;
+            }
+        }
+        Ok(Merged(dirs))
+    }
+
+    /// The names the merged directory shows, sorted.
+    fn names(&mut self, path: &Path) -> Result<Vec<OsString>, DiffError> {
+        let mut seen = std::collections::BTreeMap::new();
+        for d in &mut self.0 {
+            for e in d.entries().map_err(tree_err(path))? {
+                // An upper layer's entry (or whiteout) hides the lower ones.
+                seen.entry(e.name).or_insert(e.file_type == FileType::CharDevice);
+            }
+        }
+        let mut names = Vec::with_capacity(seen.len());
+        for (name, maybe_whiteout) in seen {
+            if maybe_whiteout && self.find(&name, path)?.is_none() {
+                continue;
+            }
+            names.push(name);
+        }
+        Ok(names)
+    }
+}
+
+fn is_opaque(dir: &dyn Dir, path: &Path) -> Result<bool, DiffError> {
+    Ok(overlay_archive::is_opaque(&dir.own_xattrs().map_err(tree_err(path))?))
+}
+
+/// Extended attributes as the merged tree shows them: without overlayfs'
+/// own (`trusted.overlay.*`, `user.overlay.*`), sorted.
+fn visible(mut x: Vec<(OsString, Vec<u8>)>) -> Vec<(OsString, Vec<u8>)> {
+    x.retain(|(n, _)| {
+        let n = n.as_encoded_bytes();
+        !(n.starts_with(b"trusted.overlay.") || n.starts_with(b"user.overlay."))
+    });
+    x.sort_unstable();
+    x
+}
+
+fn push(out: &mut Vec<Change>, path: &Path, kind: ChangeKind) {
+    out.push(Change {
+        path: path.to_path_buf(),
+        kind,
+    });
+}
+
+/// The upper dir `upper` at `path` over the parent's merged dir `old`:
+/// only the names the upper dir holds can differ.
+fn over_lowers(mut upper: Box<dyn Dir>, old: &Merged, path: &Path, out: &mut Vec<Change>) -> Result<(), DiffError> {
+    let mut entries = upper.entries().map_err(tree_err(path))?;
     entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     for e in entries {
         let child = path.join(&e.name);
-        let md = dir.metadata(&e.name).map_err(tree_err(&child))?;
-        let sub = if md.is_dir() {
-            Some(dir.open_dir(&e.name).map_err(tree_err(&child))?)
-        } else {
-            None
-        };
-        let deleted = md.is_whiteout()
-            || match &sub {
-                Some(d) => overlay_archive::is_opaque(&d.own_xattrs().map_err(tree_err(&child))?),
-                None => false,
-            };
-        let kind = if deleted {
-            Some(ChangeKind::Delete)
-        } else if new {
-            Some(ChangeKind::Add)
-        } else {
-            match in_lowers(lowers, &child)? {
-                None => Some(ChangeKind::Add),
-                Some(lower) if lower.is_dir() && md.is_dir() && same_dir(&lower, &md) => None,
-                Some(_) => Some(ChangeKind::Modify),
+        let nm = upper.metadata(&e.name).map_err(tree_err(&child))?;
+        let found = old.find(&e.name, &child)?;
+        if nm.is_whiteout() {
+            if found.is_some() {
+                push(out, &child, ChangeKind::Delete);
             }
-        };
-        if let Some(kind) = kind {
-            // A directory recorded itself needs no parent-of entry later.
-            if md.is_dir() {
-                changed_dirs.insert(child.clone());
-            }
-            if kind != ChangeKind::Modify
-                && let Some(parent) = child.parent()
-                && !parent.as_os_str().is_empty()
-                && changed_dirs.insert(parent.to_path_buf())
-            {
-                out.push(Change {
-                    path: parent.to_path_buf(),
-                    kind: ChangeKind::Modify,
-                });
-            }
-            out.push(Change {
-                path: child.clone(),
-                kind,
-            });
+            continue;
         }
-        if let Some(sub) = sub {
-            let sub_new = kind == Some(ChangeKind::Add);
-            walk(sub, &child, lowers, sub_new, out, changed_dirs)?;
+        match found {
+            None => {
+                push(out, &child, ChangeKind::Add);
+                if nm.is_dir() {
+                    add_all(upper.open_dir(&e.name).map_err(tree_err(&child))?, &child, out)?;
+                }
+            }
+            Some((om, i)) => compare(&*upper, &e.name, &nm, old, &om, i, &child, out)?,
         }
     }
     Ok(())
 }
 
-fn same_dir(a: &Metadata, b: &Metadata) -> bool {
-    a.size == b.size && a.mode == b.mode && a.mtime.sec == b.mtime.sec
+/// `name` in both trees: the new side `new` (a plain directory: the upper
+/// dir, or an opaque subtree of it) with metadata `nm`, the old side in
+/// lower `i` of `old` with metadata `om`.
+#[allow(clippy::too_many_arguments)]
+fn compare(
+    new: &dyn Dir,
+    name: &OsStr,
+    nm: &Metadata,
+    old: &Merged,
+    om: &Metadata,
+    i: usize,
+    path: &Path,
+    out: &mut Vec<Change>,
+) -> Result<(), DiffError> {
+    let mut modified = naive_diff::stat_different(om, nm);
+    if !modified && nm.is_symlink() {
+        modified = new.readlink(name).map_err(tree_err(path))? != old.0[i].readlink(name).map_err(tree_err(path))?;
+    }
+    if !nm.is_dir() {
+        if !modified {
+            modified = visible(new.xattrs(name).map_err(tree_err(path))?)
+                != visible(old.0[i].xattrs(name).map_err(tree_err(path))?);
+        }
+        if modified {
+            push(out, path, ChangeKind::Modify);
+        }
+        return Ok(());
+    }
+    let new_dir = new.open_dir(name).map_err(tree_err(path))?;
+    let old_dir = if om.is_dir() {
+        Some(old.open(name, i, path)?)
+    } else {
+        None
+    };
+    if !modified {
+        let old_x = match &old_dir {
+            Some(d) => d.0[0].own_xattrs(),
+            None => old.0[i].xattrs(name),
+        };
+        modified = visible(new_dir.own_xattrs().map_err(tree_err(path))?) != visible(old_x.map_err(tree_err(path))?);
+    }
+    let at = out.len();
+    if modified {
+        push(out, path, ChangeKind::Modify);
+    }
+    match old_dir {
+        None => add_all(new_dir, path, out)?,
+        // An opaque dir shows only itself: compare it with all of the old.
+        Some(mut old_dir) if is_opaque(&*new_dir, path)? => in_full(new_dir, &mut old_dir, path, out)?,
+        Some(old_dir) => over_lowers(new_dir, &old_dir, path, out)?,
+    }
+    if !modified && out.len() > at {
+        out.insert(
+            at,
+            Change {
+                path: path.to_path_buf(),
+                kind: ChangeKind::Modify,
+            },
+        );
+    }
+    Ok(())
 }
 
-/// The path in the uppermost lower layer that has it. An ancestor that is
-/// a file or a symlink in some lower means the path is not there.
-fn in_lowers(lowers: &[Arc<dyn Fs>], path: &Path) -> Result<Option<Metadata>, DiffError> {
-    for l in lowers {
-        match l.metadata(path) {
-            Ok(m) => return Ok(Some(m)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::NotFound | ErrorKind::NotADirectory | ErrorKind::SymlinkLoop
-                ) => {}
-            Err(source) => {
-                return Err(DiffError::Tree {
-                    path: path.to_path_buf(),
-                    source,
-                });
+/// A plain new directory (inside an opaque one: nothing merges into it)
+/// against the parent's merged directory, every name of both.
+fn in_full(mut new: Box<dyn Dir>, old: &mut Merged, path: &Path, out: &mut Vec<Change>) -> Result<(), DiffError> {
+    let mut new_names: Vec<OsString> = Vec::new();
+    for e in new.entries().map_err(tree_err(path))? {
+        // Whiteouts in an opaque dir hide nothing and show nothing.
+        if !(e.file_type == FileType::CharDevice && new.metadata(&e.name).map_err(tree_err(path))?.is_whiteout()) {
+            new_names.push(e.name);
+        }
+    }
+    new_names.sort_unstable();
+    let old_names = old.names(path)?;
+    let (mut a, mut b) = (new_names.iter().peekable(), old_names.iter().peekable());
+    loop {
+        let step = match (a.peek(), b.peek()) {
+            (None, None) => return Ok(()),
+            (Some(x), Some(y)) => x.cmp(y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+        };
+        match step {
+            std::cmp::Ordering::Less => {
+                let name = a.next().map(OsString::as_os_str).unwrap_or_default();
+                let child = path.join(name);
+                push(out, &child, ChangeKind::Add);
+                if new.metadata(name).map_err(tree_err(&child))?.is_dir() {
+                    add_all(new.open_dir(name).map_err(tree_err(&child))?, &child, out)?;
+                }
+            }
+            std::cmp::Ordering::Greater => {
+                let name = b.next().map(OsString::as_os_str).unwrap_or_default();
+                push(out, &path.join(name), ChangeKind::Delete);
+            }
+            std::cmp::Ordering::Equal => {
+                let name = a.next().map(OsString::as_os_str).unwrap_or_default();
+                b.next();
+                let child = path.join(name);
+                let nm = new.metadata(name).map_err(tree_err(&child))?;
+                let Some((om, i)) = old.find(name, &child)? else {
+                    continue;
+                };
+                compare_plain(&*new, name, &nm, old, &om, i, &child, out)?;
             }
         }
     }
-    Ok(None)
+}
+
+/// [`compare`] below an opaque directory: the new side never merges.
+#[allow(clippy::too_many_arguments)]
+fn compare_plain(
+    new: &dyn Dir,
+    name: &OsStr,
+    nm: &Metadata,
+    old: &Merged,
+    om: &Metadata,
+    i: usize,
+    path: &Path,
+    out: &mut Vec<Change>,
+) -> Result<(), DiffError> {
+    if !nm.is_dir() || !om.is_dir() {
+        return compare(new, name, nm, old, om, i, path, out);
+    }
+    let mut modified = naive_diff::stat_different(om, nm);
+    let new_dir = new.open_dir(name).map_err(tree_err(path))?;
+    let mut old_dir = old.open(name, i, path)?;
+    if !modified {
+        modified = visible(new_dir.own_xattrs().map_err(tree_err(path))?)
+            != visible(old_dir.0[0].own_xattrs().map_err(tree_err(path))?);
+    }
+    let at = out.len();
+    if modified {
+        push(out, path, ChangeKind::Modify);
+    }
+    in_full(new_dir, &mut old_dir, path, out)?;
+    if !modified && out.len() > at {
+        out.insert(
+            at,
+            Change {
+                path: path.to_path_buf(),
+                kind: ChangeKind::Modify,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Everything below a new directory is added (whiteouts in it show nothing).
+fn add_all(mut dir: Box<dyn Dir>, path: &Path, out: &mut Vec<Change>) -> Result<(), DiffError> {
+    let mut entries = dir.entries().map_err(tree_err(path))?;
+    entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    for e in entries {
+        let child = path.join(&e.name);
+        if e.file_type == FileType::CharDevice && dir.metadata(&e.name).map_err(tree_err(&child))?.is_whiteout() {
+            continue;
+        }
+        push(out, &child, ChangeKind::Add);
+        if e.file_type == FileType::Directory {
+            add_all(dir.open_dir(&e.name).map_err(tree_err(&child))?, &child, out)?;
+        }
+    }
+    Ok(())
 }
 
 /// Calls `f` with the metadata of every entry below the tree's root,
