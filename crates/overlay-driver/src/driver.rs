@@ -331,7 +331,11 @@ impl<B: Backend> Overlay2<B> {
                 home.mkdir(&staging.join(WORK_DIR), mode::WORK_DIR)?;
                 home.write(&staging.join(LOWER_FILE), mode::LOWER_FILE, lower.format().as_bytes())?;
             }
-            if let Some(p) = parent {
+            // Docker rewrites it for every child; once is enough (a stat
+            // instead of a create, a write and a rename).
+            if let Some(p) = parent
+                && !home.exists(&relative_committed_file(p))?
+            {
                 self.write_atomic(&relative_committed_file(p), mode::COMMITTED_FILE, b"")?;
             }
             home.symlink(&link_target(id), &link_path)?;
