@@ -27,8 +27,9 @@
 #   BENCH_LOGS=DIR     keep containerd's debug log and our server's log
 #                      (RUST_LOG, default debug) in DIR; logging costs time,
 #                      so such a run's table is for reading, not quoting
-#   BENCH_STRACE=DIR   `strace -f -c` our server for the whole run
-#                      (DIR/overlay2-rs.strace); slows ours, likewise
+#   BENCH_STRACE=DIR   strace our server for the whole run (options
+#                      BENCH_STRACE_OPTS, default `-f -c`) into
+#                      DIR/overlay2-rs.strace; slows ours, likewise
 # Leaves nothing behind (trap): containerd and our server stopped by pid,
 # shims of this containerd killed by pid, everything unmounted, the loop
 # device detached, the cgroup dirs of its containerd namespace removed.
@@ -82,9 +83,14 @@ stop_pid() { # PID: TERM, up to 10 s, then KILL
     kill -KILL "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
 }
+exec 3>&1 4>&2                         # the script's own stdout, stderr
 cleanup() {
     local rc=$? p d l
     set +e
+    # A signal's trap runs inside the redirections of the command it
+    # interrupted (`2>>$work/errors.log`): back to our own, or the tmpfs
+    # stays busy.
+    exec 1>&3 2>&4
     stop_pid "$ctrd_pid"
     for p in $(pids_naming "$addr"); do kill -KILL "$p" 2>/dev/null; done
     stop_pid "$srv_pid"
@@ -92,7 +98,7 @@ cleanup() {
     if [[ -n ${BENCH_LOGS:-} ]]; then
         mkdir -p "$BENCH_LOGS" && cp "$work"/*.log "$BENCH_LOGS"/ 2>/dev/null
     fi
-    umount -R "$work" 2>/dev/null
+    umount -R "$work" 2>/dev/null || umount -R -l "$work"
     [[ -n $run_mounted ]] && umount -R /run 2>/dev/null
     for l in $(losetup --list -n -O NAME -j "$img" 2>/dev/null); do losetup -d "$l"; done
     rm -rf "$work" "$img"
@@ -211,7 +217,8 @@ for ((n = 0; n < 100; n++)); do [[ -S $ssock ]] && break; sleep 0.1; done
 [[ -S $ssock ]] || { echo "our server did not start:" >&2; cat "$work/overlay2-rs.log" >&2; exit 1; }
 if [[ -n ${BENCH_STRACE:-} ]]; then
     mkdir -p "$BENCH_STRACE"
-    strace -f -c -o "$BENCH_STRACE/overlay2-rs.strace" -p "$srv_pid" 2>/dev/null &
+    # shellcheck disable=SC2086 # options, split on purpose
+    strace ${BENCH_STRACE_OPTS:--f -c} -o "$BENCH_STRACE/overlay2-rs.strace" -p "$srv_pid" 2>/dev/null &
     strace_pid=$!
     sleep 0.5
 fi
@@ -220,7 +227,8 @@ ctrd_pid=$!
 c() { ctr --address "$addr" -n "$ns" "$@"; }
 for ((n = 0; n < 200; n++)); do c version >/dev/null 2>&1 && break; sleep 0.1; done
 c version >/dev/null 2>&1 || { echo "containerd did not start:" >&2; tail -20 "$work/containerd.log" >&2; exit 1; }
-c plugins ls | grep -q 'overlay2-rs .*ok' || { echo "proxy plugin overlay2-rs not ok:" >&2; c plugins ls >&2; exit 1; }
+plugins=$(c plugins ls)
+grep -q 'overlay2-rs .*ok' <<<"$plugins" || { echo "proxy plugin overlay2-rs not ok:" >&2; echo "$plugins" >&2; exit 1; }
 
 # --- timing helpers --------------------------------------------------------
 fail() { echo "containerd.sh: $*" >&2; tail -5 "$work/errors.log" >&2 2>/dev/null; exit 1; }
