@@ -94,6 +94,11 @@ pub struct Record {
     pub updated: Time,
     /// Usage, measured when it was committed.
     pub usage: Option<Usage>,
+    /// The mounts of an active snapshot or view, worked out (and its
+    /// layer chain checked) when it was made: a layer's stack never
+    /// changes, so Mounts answers from the record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<crate::mounts::Mount>,
 }
 
 /// The metadata database.

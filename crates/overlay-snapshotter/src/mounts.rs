@@ -9,7 +9,7 @@ use std::path::Path;
 use overlay_driver::LayerDirs;
 
 /// A mount for containerd to perform (`containerd.types.Mount`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mount {
     /// Filesystem type: `bind` or `overlay`.
     pub kind: String,

@@ -299,7 +299,7 @@ impl<B: Backend> Snapshotter<B> {
         };
         made.map_err(Self::driver_err(key))?;
         let now = Time::now();
-        let rec = Record {
+        let mut rec = Record {
             layer: layer.clone(),
             kind,
             parent: parent.map(str::to_owned),
@@ -307,8 +307,10 @@ impl<B: Backend> Snapshotter<B> {
             created: now,
             updated: now,
             usage: None,
+            mounts: Vec::new(),
         };
         let recorded = (|| {
+            rec.mounts = self.mounts_of(key, &rec)?;
             let mut txn = self.store.write()?;
             if txn.get(key)?.is_some() {
                 return Err(SnapshotError::AlreadyExists(key.to_owned()));
@@ -326,7 +328,7 @@ impl<B: Backend> Snapshotter<B> {
             return Err(e);
         }
         debug!(key, layer, ?kind, parent, "snapshot created");
-        self.mounts_of(key, &rec)
+        Ok(rec.mounts)
     }
 
     /// The mounts that show the active snapshot or view `key`.
@@ -338,7 +340,10 @@ impl<B: Backend> Snapshotter<B> {
     pub fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
         check_key("snapshot key", key)?;
         let rec = self.store.get(key)?;
-        self.mounts_of(key, &rec)
+        if rec.kind == Kind::Committed || rec.mounts.is_empty() {
+            return self.mounts_of(key, &rec);
+        }
+        Ok(rec.mounts)
     }
 
     fn mounts_of(&self, key: &str, rec: &Record) -> Result<Vec<Mount>> {
@@ -396,6 +401,7 @@ impl<B: Backend> Snapshotter<B> {
                 size: measured.bytes,
                 inodes: measured.inodes,
             }),
+            mounts: Vec::new(),
             ..rec
         };
         txn.put(name, &committed)?;
