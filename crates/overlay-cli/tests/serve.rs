@@ -47,6 +47,27 @@ impl Server {
         Self(Some(child))
     }
 
+    /// `overlay2 [--home HOME] serve docker --socket SOCKET`.
+    fn start_plugin(home: Option<&Path>, socket: &Path) -> Self {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_overlay2"));
+        if let Some(home) = home {
+            c.arg("--home").arg(home);
+        }
+        let child = c
+            .args(["serve", "docker", "--socket"])
+            .arg(socket)
+            .env_remove("OVERLAY2_HOME")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(socket).is_err() {
+            assert!(Instant::now() < deadline, "no plugin on the socket after 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self(Some(child))
+    }
+
     /// SIGTERM; the exit status and what it logged.
     fn stop(mut self) -> (std::process::ExitStatus, String) {
         let child = self.0.take().unwrap();
@@ -226,4 +247,53 @@ fn check_repair_reconciles_records_and_layers() {
         "{doc}"
     );
     server.stop();
+}
+
+/// One HTTP/1.1 POST on the plugin's socket, as dockerd sends it (no
+/// Content-Type); the status code and body.
+fn post(socket: &Path, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: plugin\r\nAccept: application/vnd.docker.plugins.v1.2+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let code = answer.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (code, body)
+}
+
+#[test]
+fn docker_layers_live_in_init_home_unless_home_is_given() {
+    if !root() {
+        return;
+    }
+    let (dir, home, socket) = dirs();
+    let init_home = dir.path().join("data-root/overlay2-rs");
+    let init = format!(
+        r#"{{"Home":"{}","Opts":null,"UIDMaps":null,"GIDMaps":null}}"#,
+        init_home.display()
+    );
+    // Without --home: where Init says.
+    let server = Server::start_plugin(None, &socket);
+    assert_eq!(post(&socket, "/GraphDriver.Init", &init).0, 200);
+    assert_eq!(post(&socket, "/GraphDriver.Create", r#"{"ID":"l1"}"#).0, 200);
+    assert!(init_home.join("l1/diff").is_dir());
+    assert!(server.stop().0.success());
+    // With --home: there, whatever Init says; Init's home is not touched.
+    std::fs::remove_dir_all(&init_home).unwrap();
+    let _ = std::fs::remove_file(socket.with_extension("sock.init"));
+    let server = Server::start_plugin(Some(&home), &socket);
+    assert_eq!(post(&socket, "/GraphDriver.Init", &init).0, 200);
+    let (code, body) = post(&socket, "/GraphDriver.Create", r#"{"ID":"l2"}"#);
+    assert_eq!(code, 200, "{body}");
+    assert!(home.join("l2/diff").is_dir());
+    assert!(!init_home.exists(), "Init's home was made although --home was given");
+    let (status, log) = server.stop();
+    assert!(status.success());
+    assert!(log.contains("layers live in --home"), "{log}");
 }
