@@ -60,7 +60,7 @@ impl<B: Backend> Overlay2<B> {
     /// (one read of each layer's `lower` and of the `l/` link it names
     /// first) and kept by create and remove: [`children`](Self::children)
     /// becomes a lookup, and `remove` refuses a layer others stack on
-    /// ([`DriverError::HasChildren`]). For a server that owns the home;
+    /// ([`DriverError::HasChildren`](crate::DriverError::HasChildren)). For a server that owns the home;
     /// a second process adding layers behind its back is not seen until
     /// [`reload_index`](Self::reload_index).
     ///
