@@ -47,8 +47,8 @@ fn listen(path: &Path) -> Result<std::os::unix::net::UnixListener> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Failure::new(format!("{}: {e}", dir.display())))?;
     }
-    // Called before the runtime starts its threads: the umask is the
-    // process's, and nothing else creates files meanwhile.
+    // The umask is the process's: nothing else of ours creates files
+    // while the server starts (the runtime's threads are idle).
     let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
     let bound = std::os::unix::net::UnixListener::bind(path);
     rustix::process::umask(old);
@@ -59,40 +59,54 @@ fn listen(path: &Path) -> Result<std::os::unix::net::UnixListener> {
     Ok(listener)
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        // Without signal handlers the server runs until killed.
-        return std::future::pending().await;
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    info!(signal = name, "shutting down");
+/// SIGTERM and SIGINT, caught from the moment this is made: before the
+/// socket exists, so a client that sees the socket can stop the server
+/// cleanly.
+struct Shutdown {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    fn install() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let err = |e: std::io::Error| Failure::new(format!("cannot catch SIGTERM and SIGINT: {e}"));
+        Ok(Self {
+            term: signal(SignalKind::terminate()).map_err(err)?,
+            int: signal(SignalKind::interrupt()).map_err(err)?,
+        })
+    }
+
+    /// Completes on the first of them.
+    async fn wait(mut self) {
+        let name = tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        };
+        info!(signal = name, "shutting down");
+    }
 }
 
 /// Runs `serve` on a fresh multi-threaded runtime with the socket
-/// `path`, then removes the socket.
+/// `path` and the shutdown signal, then removes the socket.
 fn run_server<F, Fut>(path: &Path, serve: F) -> Result<()>
 where
-    F: FnOnce(tokio::net::UnixListener) -> Fut,
+    F: FnOnce(tokio::net::UnixListener, Shutdown) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    let std_listener = listen(path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("overlay2-serve")
         .build()
         .map_err(|e| Failure::new(format!("cannot start the runtime: {e}")))?;
-    let served = runtime.block_on(async {
-        let listener = tokio::net::UnixListener::from_std(std_listener)
+    runtime.block_on(async {
+        let shutdown = Shutdown::install()?;
+        let listener = tokio::net::UnixListener::from_std(listen(path)?)
             .map_err(|e| Failure::new(format!("{}: {e}", path.display())))?;
-        serve(listener).await
-    });
-    let _ = std::fs::remove_file(path);
-    served
+        let served = serve(listener, shutdown).await;
+        let _ = std::fs::remove_file(path);
+        served
+    })
 }
 
 /// `overlay2 serve containerd`: containerd's snapshot service on `socket`.
@@ -106,10 +120,10 @@ pub fn containerd(home: &Path, socket: &Path) -> Result<Output> {
         info!(layers = removed.len(), "removed layers an interrupted operation left");
     }
     let service = Service::new(Arc::new(snapshotter));
-    run_server(socket, |listener| async move {
+    run_server(socket, |listener, shutdown| async move {
         info!(home = %home.display(), socket = %socket.display(), "serving containerd snapshots");
         service
-            .serve(listener, shutdown_signal())
+            .serve(listener, shutdown.wait())
             .await
             .map_err(|e| Failure::new(format!("server on {}: {e}", socket.display())))
     })?;
@@ -175,9 +189,9 @@ pub fn docker(home: Option<&Path>, name: &str, socket: Option<&Path>) -> Result<
             .map_err(|e| Failure::new(format!("restoring the last Init: {e}")))?,
     );
     let shown = socket.display().to_string();
-    run_server(&socket, |listener| async move {
+    run_server(&socket, |listener, shutdown| async move {
         info!(name, socket = shown, "serving dockerd's graphdriver plugin protocol");
-        overlay_docker_plugin::serve(plugin, listener, shutdown_signal())
+        overlay_docker_plugin::serve(plugin, listener, shutdown.wait())
             .await
             .map_err(|e| Failure::new(format!("server on {shown}: {e}")))
     })?;
