@@ -56,7 +56,13 @@ impl Server {
     /// A server in `dir` keeping its Init in `state`, on a fresh driver.
     async fn start_with(dir: tempfile::TempDir, state: Option<&Path>) -> Self {
         let socket = dir.path().join("p.sock");
-        let driver = Arc::new(Overlay2::new(FakeBackend::new(), &[] as &[&str]).expect("driver"));
+        // As `overlay2 serve docker` makes it: with the layer index.
+        let driver = Arc::new(
+            Overlay2::new(FakeBackend::new(), &[] as &[&str])
+                .expect("driver")
+                .with_index()
+                .expect("index"),
+        );
         let d = Arc::clone(&driver);
         let mut plugin = Plugin::new(move |_init| Ok(Arc::clone(&d) as Arc<dyn GraphDriver>));
         if let Some(state) = state {
@@ -352,6 +358,49 @@ async fn concurrent_connections() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_being_removed_is_not_half_served() {
+    // Get, Put and Exists racing a Remove of the same layer: each answers
+    // as before or after the removal, with the layer named in any error,
+    // and the layer ends gone and unmounted.
+    let server = Server::start().await;
+    let mut c = Conn::open(&server.socket).await;
+    init(&mut c).await;
+    c.ok("GraphDriver.Create", json!({"ID": "img"})).await;
+    for round in 0..20 {
+        let id = format!("c{round}");
+        c.ok("GraphDriver.CreateReadWrite", json!({"ID": id, "Parent": "img"}))
+            .await;
+        let mut getters = Vec::new();
+        for _ in 0..3 {
+            let (socket, id) = (server.socket.clone(), id.clone());
+            getters.push(tokio::spawn(async move {
+                let mut c = Conn::open(&socket).await;
+                let (status, v) = c.call("GraphDriver.Get", json!({"ID": id})).await;
+                if status != 200 {
+                    let e = v["Err"].as_str().unwrap_or_default().to_owned();
+                    assert!(e.contains(&id), "{e}");
+                    return;
+                }
+                c.call("GraphDriver.Put", json!({"ID": id})).await;
+            }));
+        }
+        let (status, v) = c.call("GraphDriver.Remove", json!({"ID": id})).await;
+        assert_eq!(status, 200, "{v}");
+        for g in getters {
+            g.await.expect("getter");
+        }
+        assert_eq!(c.ok("GraphDriver.Exists", json!({"ID": id})).await["Exists"], false);
+        assert!(!server.driver.is_mounted(&id), "round {round}: {id} left mounted");
+    }
+    // A parent is not removed from under its child.
+    c.ok("GraphDriver.CreateReadWrite", json!({"ID": "child", "Parent": "img"}))
+        .await;
+    let e = c.err("GraphDriver.Remove", json!({"ID": "img"})).await;
+    assert!(e.contains("img") && e.contains("stacked on it"), "{e}");
+    server.stop().await;
+}
+
 mod model {
     use proptest::prelude::*;
 
@@ -461,7 +510,10 @@ mod model {
                 let server = Server::start().await;
                 let mut c = Conn::open(&server.socket).await;
                 init(&mut c).await;
-                let twin = Overlay2::new(FakeBackend::new(), &[] as &[&str]).expect("driver");
+                let twin = Overlay2::new(FakeBackend::new(), &[] as &[&str])
+                    .expect("driver")
+                    .with_index()
+                    .expect("index");
                 // Link ids are random: the same error names different ones.
                 let links = |r: Result<Value, String>| r.map_err(|e| {
                     let mut out = String::new();
