@@ -200,6 +200,13 @@ impl<R: Read> TarReader<R> {
             if let Some(l) = pax.linkpath.take().or(long_link) {
                 h.link = l;
             }
+            // Pre-POSIX archives marked directories by a trailing slash
+            // only. Judged on the entry's final name: the header's own name
+            // field is cut at 100 bytes when a GNU long name or a PAX path
+            // follows, and a cut can end in '/'.
+            if h.kind == b'0' && h.name.last() == Some(&b'/') {
+                h.kind = b'5';
+            }
             if let Some(psize) = pax.size {
                 if h.size != 0 && h.size != psize {
                     return Err(hostile(
@@ -306,10 +313,6 @@ fn parse_block(b: &[u8; BLOCK]) -> Result<Header> {
     let mut kind = b[156];
     if kind == 0 || kind == b'7' {
         kind = b'0';
-    }
-    // Pre-POSIX archives marked directories by a trailing slash only.
-    if kind == b'0' && name.last() == Some(&b'/') {
-        kind = b'5';
     }
     let dev = |f: &[u8], what| -> Result<u32> {
         let v = number(f, what)?;
