@@ -274,7 +274,7 @@ fn sanitize(raw: &[u8]) -> std::result::Result<Option<PathBuf>, &'static str> {
         return Err("name contains a NUL byte");
     }
     if raw.len() > PATH_MAX {
-        return Err("name longer than PATH_MAX (4095 bytes)");
+        return Err(crate::reader::NAME_TOO_LONG);
     }
     if raw.first() == Some(&b'/') {
         return Err("absolute name");

@@ -65,6 +65,9 @@ fn corrupt(why: String) -> ArchiveError {
     ArchiveError::Read(io::Error::new(io::ErrorKind::InvalidData, why))
 }
 
+/// Why a name no filesystem call could take is refused.
+pub(crate) const NAME_TOO_LONG: &str = "name longer than PATH_MAX (4095 bytes)";
+
 fn hostile(name: &[u8], reason: String) -> ArchiveError {
     ArchiveError::Hostile {
         name: crate::error::excerpt(name),
@@ -199,6 +202,10 @@ impl<R: Read> TarReader<R> {
             }
             if let Some(l) = pax.linkpath.take().or(long_link) {
                 h.link = l;
+            }
+            // Refused here, before its type is judged by its name.
+            if h.name.len() > overlay_fs::PATH_MAX {
+                return Err(hostile(&h.name, NAME_TOO_LONG.into()));
             }
             // Pre-POSIX archives marked directories by a trailing slash
             // only. Judged on the entry's final name: the header's own name
