@@ -135,6 +135,20 @@ fn visible(mut x: Vec<(OsString, Vec<u8>)>) -> Vec<(OsString, Vec<u8>)> {
     x
 }
 
+/// The naive diff lists a directory holding changes as modified, before
+/// them, so its metadata travels with them.
+fn mark_if_changed_inside(out: &mut Vec<Change>, at: usize, modified: bool, path: &Path) {
+    if !modified && out.len() > at {
+        out.insert(
+            at,
+            Change {
+                path: path.to_path_buf(),
+                kind: ChangeKind::Modify,
+            },
+        );
+    }
+}
+
 fn push(out: &mut Vec<Change>, path: &Path, kind: ChangeKind) {
     out.push(Change {
         path: path.to_path_buf(),
@@ -221,15 +235,7 @@ fn compare(
         Some(mut old_dir) if is_opaque(&*new_dir, path)? => in_full(new_dir, &mut old_dir, path, out)?,
         Some(old_dir) => over_lowers(new_dir, &old_dir, path, out)?,
     }
-    if !modified && out.len() > at {
-        out.insert(
-            at,
-            Change {
-                path: path.to_path_buf(),
-                kind: ChangeKind::Modify,
-            },
-        );
-    }
+    mark_if_changed_inside(out, at, modified, path);
     Ok(())
 }
 
@@ -307,15 +313,7 @@ fn compare_plain(
         push(out, path, ChangeKind::Modify);
     }
     in_full(new_dir, &mut old_dir, path, out)?;
-    if !modified && out.len() > at {
-        out.insert(
-            at,
-            Change {
-                path: path.to_path_buf(),
-                kind: ChangeKind::Modify,
-            },
-        );
-    }
+    mark_if_changed_inside(out, at, modified, path);
     Ok(())
 }
 
