@@ -674,14 +674,17 @@ mod tests {
 
         #[test]
         fn installs_qemu_only_when_missing() {
-            assert!(host_steps(true, false).is_empty());
-            let update: Vec<String> = host_steps(false, false).iter().map(|s| s.display()).collect();
+            assert!(host_steps(true, &[]).is_empty());
+            let update: Vec<String> = host_steps(false, &[]).iter().map(|s| s.display()).collect();
             assert_eq!(
                 update,
                 ["apt-get update"],
                 "apt-cache and apt-get download need the lists"
             );
-            let steps: Vec<String> = host_steps(false, true).iter().map(|s| s.display()).collect();
+            let steps: Vec<String> = host_steps(false, &["qemu-system-x86"])
+                .iter()
+                .map(|s| s.display())
+                .collect();
             assert_eq!(
                 steps,
                 [
@@ -689,7 +692,16 @@ mod tests {
                     "DEBIAN_FRONTEND=\"noninteractive\" apt-get install -y --no-install-recommends qemu-system-x86",
                 ]
             );
-            assert_eq!(host_steps(true, true).len(), 1);
+            assert_eq!(host_steps(true, &["qemu-system-x86"]).len(), 1);
+            // A machine without kmod (depmod) gets it with qemu.
+            let both: Vec<String> = host_steps(true, &["qemu-system-x86", "kmod"])
+                .iter()
+                .map(|s| s.display())
+                .collect();
+            assert_eq!(
+                both,
+                ["DEBIAN_FRONTEND=\"noninteractive\" apt-get install -y --no-install-recommends qemu-system-x86 kmod"]
+            );
         }
 
         #[test]

@@ -1,7 +1,7 @@
 //! `cargo xtask vm-test`: the quota tests in a VM whose kernel has XFS
 //! (and ext4) project quotas, which this machine's kernel lacks.
 //!
-//! 1. Installs `qemu-system-x86` with apt-get when `qemu-system-x86_64` is
+//! 1. Installs `qemu-system-x86` (and `kmod`, for depmod) with apt-get when `qemu-system-x86_64` is
 //!    missing (the only change to the host).
 //! 2. Builds the test binaries of `VM_TEST_PACKAGES`
 //!    (`cargo test --no-run`).
@@ -199,8 +199,13 @@ pub(crate) fn vm_test(root: &Path, timeout: Duration) -> Result<(), Failure> {
     })?;
 
     // 1. The host's tools.
-    let needs_qemu = !on_path("qemu-system-x86_64");
-    for step in host_steps(apt_has_lists(), needs_qemu) {
+    // qemu to boot; kmod for depmod, which indexes the kernel's modules.
+    let missing: Vec<&str> = [("qemu-system-x86_64", "qemu-system-x86"), ("depmod", "kmod")]
+        .into_iter()
+        .filter(|(tool, _)| !on_path(tool))
+        .map(|(_, package)| package)
+        .collect();
+    for step in host_steps(apt_has_lists(), &missing) {
         let install = step.args.first().is_some_and(|arg| arg == "install");
         if !install {
             progress.run(root, &step)?;
@@ -320,24 +325,19 @@ pub(crate) fn vm_test(root: &Path, timeout: Duration) -> Result<(), Failure> {
 }
 
 /// `apt-get update` when apt has no lists (`apt-cache` and `apt-get
-/// download` need them), `apt-get install qemu-system-x86` when qemu is
-/// missing; nothing when both are there.
-pub(super) fn host_steps(has_lists: bool, needs_qemu: bool) -> Vec<Step> {
+/// download` need them), `apt-get install` of the `missing` packages
+/// (qemu-system-x86, kmod); nothing when all is there.
+pub(super) fn host_steps(has_lists: bool, missing: &[&str]) -> Vec<Step> {
     let mut steps = Vec::new();
     if !has_lists {
         steps.push(Step::tool("apt", "apt-get", &["update"]));
     }
-    if !needs_qemu {
+    if missing.is_empty() {
         return steps;
     }
-    steps.push(
-        Step::tool(
-            "apt",
-            "apt-get",
-            &["install", "-y", "--no-install-recommends", "qemu-system-x86"],
-        )
-        .with_env("DEBIAN_FRONTEND", "noninteractive"),
-    );
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend_from_slice(missing);
+    steps.push(Step::tool("apt", "apt-get", &args).with_env("DEBIAN_FRONTEND", "noninteractive"));
     steps
 }
 
