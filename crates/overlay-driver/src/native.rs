@@ -178,7 +178,7 @@ fn over_lowers(mut upper: Box<dyn Dir>, old: &Merged, path: &Path, out: &mut Vec
                     add_all(upper.open_dir(&e.name).map_err(tree_err(&child))?, &child, out)?;
                 }
             }
-            Some((om, i)) => compare(&*upper, &e.name, &nm, old, &om, i, &child, out)?,
+            Some((om, i)) => compare(true, &*upper, &e.name, &nm, old, &om, i, &child, out)?,
         }
     }
     Ok(())
@@ -186,9 +186,11 @@ fn over_lowers(mut upper: Box<dyn Dir>, old: &Merged, path: &Path, out: &mut Vec
 
 /// `name` in both trees: the new side `new` (a plain directory: the upper
 /// dir, or an opaque subtree of it) with metadata `nm`, the old side in
-/// lower `i` of `old` with metadata `om`.
+/// lower `i` of `old` with metadata `om`. `merges`: the new side's
+/// directories merge with the old ones (false below an opaque directory).
 #[allow(clippy::too_many_arguments)]
 fn compare(
+    merges: bool,
     new: &dyn Dir,
     name: &OsStr,
     nm: &Metadata,
@@ -231,8 +233,9 @@ fn compare(
     }
     match old_dir {
         None => add_all(new_dir, path, out)?,
-        // An opaque dir shows only itself: compare it with all of the old.
-        Some(mut old_dir) if is_opaque(&*new_dir, path)? => in_full(new_dir, &mut old_dir, path, out)?,
+        // An opaque dir (or one below it) shows only itself: compare it
+        // with all of the old.
+        Some(mut old_dir) if !merges || is_opaque(&*new_dir, path)? => in_full(new_dir, &mut old_dir, path, out)?,
         Some(old_dir) => over_lowers(new_dir, &old_dir, path, out)?,
     }
     mark_if_changed_inside(out, at, modified, path);
@@ -280,41 +283,10 @@ fn in_full(mut new: Box<dyn Dir>, old: &mut Merged, path: &Path, out: &mut Vec<C
                 let Some((om, i)) = old.find(name, &child)? else {
                     continue;
                 };
-                compare_plain(&*new, name, &nm, old, &om, i, &child, out)?;
+                compare(false, &*new, name, &nm, old, &om, i, &child, out)?;
             }
         }
     }
-}
-
-/// [`compare`] below an opaque directory: the new side never merges.
-#[allow(clippy::too_many_arguments)]
-fn compare_plain(
-    new: &dyn Dir,
-    name: &OsStr,
-    nm: &Metadata,
-    old: &Merged,
-    om: &Metadata,
-    i: usize,
-    path: &Path,
-    out: &mut Vec<Change>,
-) -> Result<(), DiffError> {
-    if !nm.is_dir() || !om.is_dir() {
-        return compare(new, name, nm, old, om, i, path, out);
-    }
-    let mut modified = naive_diff::stat_different(om, nm);
-    let new_dir = new.open_dir(name).map_err(tree_err(path))?;
-    let mut old_dir = old.open(name, i, path)?;
-    if !modified {
-        modified = visible(new_dir.own_xattrs().map_err(tree_err(path))?)
-            != visible(old_dir.0[0].own_xattrs().map_err(tree_err(path))?);
-    }
-    let at = out.len();
-    if modified {
-        push(out, path, ChangeKind::Modify);
-    }
-    in_full(new_dir, &mut old_dir, path, out)?;
-    mark_if_changed_inside(out, at, modified, path);
-    Ok(())
 }
 
 /// Everything below a new directory is added (whiteouts in it show nothing).
