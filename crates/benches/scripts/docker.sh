@@ -66,6 +66,8 @@ runs=${1:-5}
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "usage: docker.sh [RUNS]" >&2; exit 2; }
 here=$(cd "$(dirname "$0")/../../.." && pwd)
 bin_src=${OVERLAY2:-$here/target/release/overlay2}
+# shellcheck source=lib.sh
+source "$here/crates/benches/scripts/lib.sh"
 if [[ ! -x $bin_src ]]; then
     cargo build --release -q --manifest-path "$here/Cargo.toml" -p overlay-cli
 fi
@@ -79,23 +81,6 @@ image=o2rs-bench/img:latest
 declare -A dockerd_pid=() ctrd_pid=()
 srv_pid='' strace_pid='' run_mounted='' etc_mounted=''
 
-# Processes whose command line names PATTERN: shims of our containerds.
-pids_naming() {
-    local f p
-    for f in /proc/[0-9]*/cmdline; do
-        p=${f#/proc/}; p=${p%/cmdline}
-        [[ $p == "$$" ]] && continue
-        if { tr '\0' ' ' <"$f"; } 2>/dev/null | grep -qF -- "$1"; then echo "$p"; fi
-    done
-}
-stop_pid() { # PID [SECONDS]: TERM, up to SECONDS (default 10), then KILL
-    local p=$1 n
-    [[ -n $p ]] && kill -0 "$p" 2>/dev/null || return 0
-    kill -TERM "$p" 2>/dev/null || true
-    for ((n = 0; n < ${2:-10} * 10; n++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-}
 cgroup_dirs() { # the cgroup parents' dirs that exist (v1 controllers, unified)
     local s d
     for s in "${sides[@]}"; do
@@ -167,64 +152,8 @@ cp "$bin_src" "$bin"
 "$bin" --home "$work/unused-home" sample-image -o "$work/images/small.tar" \
     --busybox /bin/busybox --extra-layers 10 --tag "$image" >/dev/null
 rm -rf "$work/unused-home"
-big_dirs=(usr/share/perl usr/share/i18n -- usr/share/zoneinfo usr/lib/python3)
-mkdir "$work/big"
-tar -xf "$work/images/small.tar" -C "$work/big"
+big_image "$work/images/small.tar" "$work/images/img.tar" "$image"
 rm "$work/images/small.tar"
-layer_tars=() cur=()
-flush_layer() {
-    local t
-    ((${#cur[@]})) || return 0
-    t=$work/layer-${#layer_tars[@]}.tar
-    tar -cf "$t" --numeric-owner -C / "${cur[@]}"
-    layer_tars+=("$t")
-    cur=()
-}
-for d in "${big_dirs[@]}"; do
-    if [[ $d == -- ]]; then flush_layer; elif [[ -d /$d ]]; then cur+=("$d"); fi
-done
-flush_layer
-python3 - "$work/big" "$image" "${layer_tars[@]}" <<'EOF'
-# Appends layer tars to an extracted `docker save` image: diff_ids,
-# manifest, a new config named by its digest, the tag.
-import hashlib, json, os, shutil, sys
-d, tag, *layers = sys.argv[1:]
-with open(f"{d}/manifest.json") as f:
-    man = json.load(f)
-m = man[0]
-with open(f"{d}/{m['Config']}") as f:
-    cfg = json.load(f)
-for layer in layers:
-    h = hashlib.sha256()
-    with open(layer, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    dig = h.hexdigest()
-    os.makedirs(f"{d}/{dig}", exist_ok=True)
-    shutil.move(layer, f"{d}/{dig}/layer.tar")
-    m["Layers"].append(f"{dig}/layer.tar")
-    cfg["rootfs"]["diff_ids"].append("sha256:" + dig)
-    cfg.setdefault("history", []).append({"created_by": "docker.sh: files from this machine"})
-os.remove(f"{d}/{m['Config']}")
-data = json.dumps(cfg).encode()
-cid = hashlib.sha256(data).hexdigest()
-with open(f"{d}/{cid}.json", "wb") as f:
-    f.write(data)
-m["Config"] = f"{cid}.json"
-m["RepoTags"] = [tag]
-with open(f"{d}/manifest.json", "w") as f:
-    json.dump(man, f)
-EOF
-(cd "$work/big" && tar -cf "$work/images/img.tar" -- *)
-rm -rf "$work/big"
-describe() { # IMAGE.tar -> "N layers, E entries, S MB"
-    local t=$1 layers entries=0 l
-    layers=$(tar -xOf "$t" manifest.json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)[0]["Layers"]))')
-    for l in $(tar -tf "$t" | grep '/layer.tar$'); do
-        entries=$((entries + $(tar -xOf "$t" "$l" | tar -t | wc -l)))
-    done
-    echo "$layers layers, $entries entries, $(($(stat -c %s "$t") / 1000000)) MB"
-}
 img_desc=$(describe "$work/images/img.tar")
 
 # --- our plugin, two containerds, two dockerds -----------------------------
@@ -296,15 +225,6 @@ done
 
 # --- timing helpers --------------------------------------------------------
 fail() { echo "docker.sh: $*" >&2; tail -5 "$work/errors.log" >&2 2>/dev/null; exit 1; }
-timed() { # ARRAY CMD...: appends the wall time of CMD in microseconds
-    local -n into=$1
-    shift
-    sync
-    local s=$EPOCHREALTIME
-    "$@" >/dev/null 2>>"$work/errors.log" || fail "failed: $*"
-    local e=$EPOCHREALTIME
-    into+=($((${e/./} - ${s/./})))
-}
 quiet() { "$@" >/dev/null 2>>"$work/errors.log" || fail "failed: $*"; }
 no_images() { # SIDE: fails unless SIDE has no image left
     [[ -z $(d "$1" images -aq) ]] || fail "images left on $1: $(d "$1" images -a)"
@@ -366,9 +286,6 @@ done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- report -------------------------------------------------------------------
-stats() { # microseconds on stdin -> "median min" in ms (lower median if even)
-    sort -n | awk '{a[NR]=$1} END {printf "%.1f %.1f\n", a[int((NR+1)/2)]/1000, a[1]/1000}'
-}
 row() { # LABEL BI-ARRAY RS-ARRAY
     local -n o=$2 r=$3
     local om on rm rn
