@@ -125,7 +125,7 @@ pub fn run(cli: &Cli) -> Result<Output> {
             Ok(Output::new(serde_json::to_value(&report).unwrap_or(Value::Null), text))
         }
         Command::Check { repair } => check(d, *repair),
-        Command::Cleanup => cleanup(d),
+        Command::Cleanup { quarantine } => cleanup(d, *quarantine),
         Command::Demo => demo::run(d),
         Command::Serve(_) | Command::SampleImage { .. } | Command::DockerAdopt { .. } => {
             Err(Failure::new("handled before the home is opened"))
@@ -529,7 +529,7 @@ fn check(d: &Driver, repair: bool) -> Result<Output> {
             repaired.push(("InterruptedImport".into(), what));
         }
         for p in d.repair()? {
-            repaired.push((kind_of(&p), format!("fixed: {p}")));
+            repaired.push((kind_of(&p), format!("{}: {p}", p.remedy())));
         }
         if let Some(s) = &snapshots {
             repaired.extend(snapshots::repair(s)?);
@@ -544,6 +544,9 @@ fn check(d: &Driver, repair: bool) -> Result<Output> {
     } else {
         problems.clone()
     };
+    // Held apart, not problems of the home: its layout is whole again,
+    // and only a person can decide these files are worthless.
+    let quarantined = d.quarantined()?;
     drop(lock);
     let doc = |list: &[(String, String)]| -> Vec<Value> {
         list.iter().map(|(k, m)| json!({ "kind": k, "message": m })).collect()
@@ -566,8 +569,19 @@ fn check(d: &Driver, repair: bool) -> Result<Output> {
             ));
         }
     }
+    for q in &quarantined {
+        text.push(format!(
+            "quarantined: {} ({}); `overlay2 cleanup --quarantine` deletes it",
+            home.join(q.path()).display(),
+            q.reason
+        ));
+    }
     let json = json!({
         "home": home,
+        "quarantined": quarantined
+            .iter()
+            .map(|q| json!({ "name": q.name, "path": home.join(q.path()), "reason": q.reason }))
+            .collect::<Vec<_>>(),
         "problems": doc(&problems),
         "repaired": doc(&repaired),
         "remaining": doc(&remaining),
@@ -581,7 +595,7 @@ fn check(d: &Driver, repair: bool) -> Result<Output> {
     })
 }
 
-fn cleanup(d: &Driver) -> Result<Output> {
+fn cleanup(d: &Driver, quarantine: bool) -> Result<Output> {
     let mounted: Vec<String> = d
         .layers()?
         .into_iter()
@@ -593,8 +607,17 @@ fn cleanup(d: &Driver) -> Result<Output> {
     if !still.is_empty() {
         fail!("could not unmount {:?}", still);
     }
-    let text: Vec<String> = mounted.iter().map(|id| format!("unmounted {id}")).collect();
-    Ok(Output::new(json!({ "unmounted": mounted }), text.join("\n")))
+    let mut text: Vec<String> = mounted.iter().map(|id| format!("unmounted {id}")).collect();
+    let deleted: Vec<String> = if quarantine {
+        d.clear_quarantine()?.into_iter().map(|q| q.name).collect()
+    } else {
+        Vec::new()
+    };
+    text.extend(deleted.iter().map(|name| format!("deleted quarantined layer {name}")));
+    Ok(Output::new(
+        json!({ "unmounted": mounted, "deleted_from_quarantine": deleted }),
+        text.join("\n"),
+    ))
 }
 
 /// The merged tree of a mounted layer, as `tree` draws it, with sizes and

@@ -170,8 +170,12 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
-    /// Unmount every layer of this home that is mounted.
-    Cleanup,
+    /// Unmount every layer of this home that is mounted; --quarantine also deletes the layers `check --repair` quarantined.
+    Cleanup {
+        /// Delete the quarantined layers (HOME/quarantine/), after looking at them.
+        #[arg(long)]
+        quarantine: bool,
+    },
     /// Build a small sample image from files on this machine, import it, mount it, show it, unmount.
     Demo,
     /// Write the demo's sample image (docker save form) to a file, for container engines and benchmarks.

@@ -10,7 +10,9 @@
 //!   `overlay-quota` limits. Layers are built and removed under scratch
 //!   names and renamed into (or out of) place, so a layer either exists
 //!   whole or not at all; [`check`](Overlay2::check) and
-//!   [`repair`](Overlay2::repair) clean what a crash leaves.
+//!   [`repair`](Overlay2::repair) clean what a crash leaves, and move
+//!   layers they cannot make work into a quarantine
+//!   ([`quarantined`](Overlay2::quarantined)) instead of deleting them.
 //! - [`Backend`]: where it runs. [`KernelBackend`] is a home directory,
 //!   overlayfs and XFS quotas; [`FakeBackend`] is all in memory (a `MemFs`
 //!   home and a model of overlayfs that writes whiteouts and opaque markers
@@ -43,6 +45,7 @@ mod index;
 mod locks;
 mod native;
 mod options;
+mod quarantine;
 
 pub use backend::{Backend, Capabilities, KernelBackend, MountRequest};
 pub use check::Problem;
@@ -52,6 +55,7 @@ pub use error::{DriverError, Result};
 pub use fake::FakeBackend;
 pub use graph::GraphDriver;
 pub use options::{CreateOpts, DriverOptions};
+pub use quarantine::{Quarantined, REASON_FILE};
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

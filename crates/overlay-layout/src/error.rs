@@ -9,7 +9,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::home::{BACKING_FS_BLOCK_DEV, LINK_DIR};
+use crate::home::{BACKING_FS_BLOCK_DEV, LINK_DIR, QUARANTINE_DIR};
 
 /// How many bytes of an untrusted value (link file, `lower` entry) an error
 /// keeps; longer values are cut and end with `…`.
@@ -107,7 +107,7 @@ pub enum LayerIdProblem {
     /// The id is `..`, the home's parent.
     DotDot,
     /// The id is a name the home uses for its own entries (`l`,
-    /// `backingFsBlockDev`).
+    /// `backingFsBlockDev`, `quarantine`).
     Reserved,
     /// The id starts with `.tmp-`, the prefix of the home's scratch entries.
     ScratchPrefix,
@@ -124,7 +124,7 @@ impl fmt::Display for LayerIdProblem {
             Self::DotDot => f.write_str("is \"..\", the parent of the home directory"),
             Self::Reserved => write!(
                 f,
-                "is reserved for the home's own entries ({LINK_DIR:?}, {BACKING_FS_BLOCK_DEV:?})"
+                "is reserved for the home's own entries ({LINK_DIR:?}, {BACKING_FS_BLOCK_DEV:?}, {QUARANTINE_DIR:?})"
             ),
             Self::ScratchPrefix => write!(
                 f,

@@ -39,6 +39,11 @@ pub const COMMITTED_FILE: &str = "committed";
 /// The block device node Docker's quota code creates in the home,
 /// `HOME/backingFsBlockDev`, to name the filesystem in `quotactl` calls.
 pub const BACKING_FS_BLOCK_DEV: &str = "backingFsBlockDev";
+/// Where repair moves layers it cannot make work but must not throw away
+/// (a corrupt `lower`, a parent that is gone), `HOME/quarantine/ID`: out of
+/// Docker's layout, kept until a person removes them. Not Docker's: Docker
+/// never lists the home, so an extra directory there is invisible to it.
+pub const QUARANTINE_DIR: &str = "quarantine";
 
 /// The permission bits a home's entries get, as Docker writes them, so a
 /// home we write looks like one Docker wrote.

@@ -6,15 +6,16 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{LayerIdProblem, LayoutError};
-use crate::home::{BACKING_FS_BLOCK_DEV, LINK_DIR};
+use crate::home::{BACKING_FS_BLOCK_DEV, LINK_DIR, QUARANTINE_DIR};
 
 /// Names in the home that belong to the driver, not to a layer: the link
-/// directory `l` and Docker's quota device node `backingFsBlockDev`.
+/// directory `l`, Docker's quota device node `backingFsBlockDev` and the
+/// repair's `quarantine`.
 ///
 /// Docker itself only fails late on these (the `mkdir` of the layer
 /// directory collides); rejecting them up front keeps a layer from ever
 /// shadowing the driver's own entries.
-pub const RESERVED_LAYER_IDS: [&str; 2] = [LINK_DIR, BACKING_FS_BLOCK_DEV];
+pub const RESERVED_LAYER_IDS: [&str; 3] = [LINK_DIR, BACKING_FS_BLOCK_DEV, QUARANTINE_DIR];
 
 /// Names starting with this are scratch space in the home: layers being
 /// built or removed, files being replaced. No layer id may start with it,
@@ -32,7 +33,8 @@ pub const SCRATCH_PREFIX: &str = ".tmp-";
 /// - is at most [`LayerId::MAX_LEN`] (255) bytes, Linux's `NAME_MAX`;
 /// - has no NUL byte and no `/`;
 /// - is not `.` or `..`;
-/// - is not one of [`RESERVED_LAYER_IDS`] (`l`, `backingFsBlockDev`);
+/// - is not one of [`RESERVED_LAYER_IDS`] (`l`, `backingFsBlockDev`,
+///   `quarantine`);
 /// - does not start with [`SCRATCH_PREFIX`] (`.tmp-`).
 ///
 /// The rules are checked in that order; the error names the first one broken.
@@ -239,13 +241,14 @@ mod tests {
         assert_eq!(problem, LayerIdProblem::Reserved);
         assert_eq!(
             message,
-            r#"invalid layer id "l": is reserved for the home's own entries ("l", "backingFsBlockDev")"#
+            r#"invalid layer id "l": is reserved for the home's own entries ("l", "backingFsBlockDev", "quarantine")"#
         );
     }
 
     #[test]
     fn rejects_quota_device_name() {
         assert_eq!(rejected("backingFsBlockDev").0, LayerIdProblem::Reserved);
+        assert_eq!(rejected("quarantine").0, LayerIdProblem::Reserved);
         let (problem, msg) = rejected(".tmp-create-abc");
         assert_eq!(problem, LayerIdProblem::ScratchPrefix);
         assert!(msg.contains("scratch"), "{msg}");

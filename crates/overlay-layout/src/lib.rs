@@ -79,8 +79,8 @@ pub mod lower;
 
 pub use error::{EXCERPT_LEN, LayerIdProblem, LayoutError, LinkIdProblem, LinkTargetProblem, LowerProblem};
 pub use home::{
-    BACKING_FS_BLOCK_DEV, COMMITTED_FILE, DIFF_DIR, Home, LINK_DIR, LINK_FILE, LOWER_FILE, MERGED_DIR, WORK_DIR,
-    link_target, mode, parse_link_target, relative_committed_file, relative_diff_dir, relative_layer_dir,
+    BACKING_FS_BLOCK_DEV, COMMITTED_FILE, DIFF_DIR, Home, LINK_DIR, LINK_FILE, LOWER_FILE, MERGED_DIR, QUARANTINE_DIR,
+    WORK_DIR, link_target, mode, parse_link_target, relative_committed_file, relative_diff_dir, relative_layer_dir,
     relative_link_file, relative_link_path, relative_lower_file, relative_merged_dir, relative_work_dir,
 };
 pub use id::{LayerId, RESERVED_LAYER_IDS, SCRATCH_PREFIX};
