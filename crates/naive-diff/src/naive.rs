@@ -140,7 +140,7 @@ impl<T: LayerTrees> NaiveDiff<T> {
         let opts = ImportOptions {
             whiteouts: ImportWhiteouts::Plain,
             id_maps: self.id_maps.clone(),
-            exclude: Vec::new(),
+            ..ImportOptions::default()
         };
         let stats = import(&*layer.fs, tar, &opts)?;
         layer.release()?;

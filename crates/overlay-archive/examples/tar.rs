@@ -7,6 +7,7 @@
 //! ```
 //!
 //! `DIR` is opened as a `HostFs`: nothing in the tar can write outside it.
+//! `IMPORT_WORKERS=N` sets the threads creating files (default: cores).
 
 use std::error::Error;
 use std::io::{BufReader, BufWriter};
@@ -31,6 +32,10 @@ fn main() -> Result<(), Box<dyn Error>> {
                 input,
                 &ImportOptions {
                     whiteouts,
+                    workers: std::env::var("IMPORT_WORKERS")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
                     ..Default::default()
                 },
             )?;

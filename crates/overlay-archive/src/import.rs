@@ -1,6 +1,12 @@
 //! Tar to tree: applying a layer tar to an `overlay-fs` tree.
+//!
+//! One thread reads the tar and decides, entry by entry, what may run
+//! beside what; workers ([`crate::parallel`]) create regular files,
+//! symlinks and nodes while it reads on. Directories, hard links,
+//! whiteouts, large files and anything that replaces what this tar made
+//! are made on the reading thread, after the entries they depend on.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -8,12 +14,14 @@ use std::path::{Path, PathBuf};
 
 use overlay_fs::{ErrorKind, Fs, NodeKind, PATH_MAX, Timestamp, makedev};
 
+use crate::apply::{Applier, Job, Make, Meta, parent_of};
 use crate::error::excerpt;
 use crate::error::{ArchiveError, Result};
 use crate::filter::Patterns;
 use crate::idmap::IdMaps;
+use crate::parallel::{Pool, Seq, Shared};
 use crate::reader::{Header, TarReader};
-use crate::whiteout::{Marker, XattrNamespace, classify, is_private_xattr};
+use crate::whiteout::{Marker, XattrNamespace, classify};
 
 /// What whiteout entries do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +49,24 @@ pub struct ImportOptions {
     pub id_maps: IdMaps,
     /// Entries to skip (Docker's `ExcludePatterns`).
     pub exclude: Vec<String>,
+    /// Threads creating files besides the one reading the tar: `0` (the
+    /// default) picks the number of cores; `1` makes every entry on the
+    /// reading thread, in tar order. Workers are used only when the tree
+    /// is empty at the start (a layer being built): in a tree with content
+    /// of its own, a symlink already there could make two names one file.
+    pub workers: usize,
+}
+
+impl ImportOptions {
+    /// Worker threads to use for a tree that starts empty (see
+    /// [`workers`](Self::workers)).
+    #[must_use]
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
 }
 
 /// What an import applied.
@@ -48,12 +74,14 @@ pub struct ImportOptions {
 pub struct ImportStats {
     /// Tar entries read (whiteouts included).
     pub entries: u64,
-    /// Sum of the entries' sizes: what Docker's `ApplyDiff` returns.
+    /// Sum of the entries' sizes (a sparse file's real size, as Go's
+    /// `Header.Size` has it): what Docker's `ApplyDiff` returns.
     pub bytes: u64,
 }
 
-/// Bytes of file data moved per read and write.
-const CHUNK: usize = 1 << 20;
+/// Files larger than this are written by the reading thread as they
+/// stream in, not buffered whole for a worker.
+const WORKER_FILE_MAX: u64 = 1 << 20;
 
 /// Is `path` inside AUFS bookkeeping (`.wh..wh.plnk/...`)? Docker skips
 /// it. (Such a name itself is classified as a [`Marker::Meta`].)
@@ -74,11 +102,12 @@ fn is_aufs_meta(path: &Path) -> bool {
 /// by earlier entries) cannot lead outside it. An existing entry is
 /// replaced, except that a directory over a directory keeps its contents.
 /// Directory times are set last. Overlayfs's private xattrs in the tar are
-/// ignored.
+/// ignored. The result is the same with any number of
+/// [`workers`](ImportOptions::workers).
 ///
 /// Stops at the first bad entry with an error naming it; entries before it
-/// stay applied (the driver applies into a staging directory, so a failed
-/// import leaves no layer).
+/// stay applied, and with workers some after it may be too (the driver
+/// applies into a staging directory, so a failed import leaves no layer).
 ///
 /// # Errors
 ///
@@ -88,183 +117,364 @@ fn is_aufs_meta(path: &Path) -> bool {
 /// entry fails ([`ArchiveError::Apply`]); an id has no mapping.
 pub fn import(fs: &dyn Fs, reader: impl Read, opts: &ImportOptions) -> Result<ImportStats> {
     let exclude = Patterns::new(&opts.exclude)?;
-    let mut tar = TarReader::new(reader);
-    let mut stats = ImportStats::default();
-    let mut dirs: Vec<(PathBuf, Timestamp)> = Vec::new();
-    let mut unpacked: HashSet<PathBuf> = HashSet::new();
-    let mut buf = Vec::new();
-    let plain = opts.whiteouts == ImportWhiteouts::Plain;
-    while let Some(h) = tar.next()? {
-        let name_str = excerpt(&h.name);
+    let applier = Applier {
+        fs,
+        whiteouts: opts.whiteouts,
+    };
+    let workers = opts.worker_count();
+    let empty = || {
+        fs.read_dir(Path::new(""))
+            .map(|e| e.is_empty())
+            .map_err(|source| ArchiveError::Apply {
+                name: String::new(),
+                source,
+            })
+    };
+    // A merged tree (plain whiteouts) has content of its own.
+    if workers <= 1 || opts.whiteouts == ImportWhiteouts::Plain || !empty()? {
+        return Importer::new(&applier, opts, &exclude, None).run(reader);
+    }
+    let shared = Shared::default();
+    std::thread::scope(|scope| {
+        let pool = Pool::start(scope, &applier, &shared, workers);
+        Importer::new(&applier, opts, &exclude, Some(pool)).run(reader)
+    })
+}
+
+/// One import: the reading thread's state.
+struct Importer<'a> {
+    applier: &'a Applier<'a>,
+    opts: &'a ImportOptions,
+    exclude: &'a Patterns,
+    /// Workers, if any; then the names below are tracked.
+    pool: Option<Pool<'a>>,
+    /// Set once the tar made something through a symlink it made: two
+    /// names for one file, which names alone cannot keep apart. From then
+    /// on every entry is made on this thread, in tar order.
+    serial: bool,
+    /// Real directories this tar made or found (since anything that could
+    /// remove one last ran): their children may go to workers.
+    dirs: HashSet<PathBuf>,
+    /// Everything else this tar made, with the batch that makes it.
+    made: HashMap<PathBuf, Seq>,
+    /// Directories and their times, set last.
+    dir_times: Vec<(PathBuf, Timestamp)>,
+    /// Names this tar put in place (for a plain opaque directory).
+    unpacked: HashSet<PathBuf>,
+    /// A buffer for the reading thread's file data.
+    buf: Vec<u8>,
+}
+
+/// Where an entry's name stands among what is in flight.
+enum Ready {
+    /// Its directory exists and nothing in flight touches the name: a
+    /// worker may make it.
+    Free,
+    /// Everything it depends on is made: make it on this thread.
+    Settled,
+}
+
+impl<'a> Importer<'a> {
+    fn new(applier: &'a Applier<'a>, opts: &'a ImportOptions, exclude: &'a Patterns, pool: Option<Pool<'a>>) -> Self {
+        Self {
+            applier,
+            opts,
+            exclude,
+            pool,
+            serial: false,
+            dirs: HashSet::new(),
+            made: HashMap::new(),
+            dir_times: Vec::new(),
+            unpacked: HashSet::new(),
+            buf: Vec::new(),
+        }
+    }
+
+    fn run(mut self, reader: impl Read) -> Result<ImportStats> {
+        let mut tar = TarReader::new(reader);
+        let mut stats = ImportStats::default();
+        let mut failed = None;
+        let mut index = 0u64;
+        loop {
+            if self.pool.as_ref().is_some_and(Pool::failed) {
+                break;
+            }
+            let h = match tar.next() {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => {
+                    failed = Some((index, e));
+                    break;
+                }
+            };
+            stats.entries += 1;
+            stats.bytes += h.file_size();
+            if let Err(e) = self.entry(&mut tar, &h, index) {
+                failed = Some((index, e));
+                break;
+            }
+            index += 1;
+        }
+        let from_workers = self.pool.take().and_then(Pool::finish);
+        let first = match (failed, from_workers) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        if let Some((_, e)) = first {
+            return Err(e);
+        }
+        // Directory times last: creating entries in them changed their
+        // mtime. In tar order, so a directory named twice keeps the later
+        // entry's time (as GNU tar and Docker do); one a later entry
+        // replaced or removed keeps nothing of its own (GNU tar checks).
+        for (dir, mtime) in &self.dir_times {
+            let fs = self.applier.fs;
+            let failed = |source| ArchiveError::Apply {
+                name: dir.display().to_string(),
+                source,
+            };
+            match fs.metadata(dir) {
+                Ok(md) if md.is_dir() => fs.set_times(dir, Some(*mtime), Some(*mtime)).map_err(failed)?,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {}
+                Err(e) => return Err(failed(e)),
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Applies one entry (or hands it to a worker).
+    fn entry<R: Read>(&mut self, tar: &mut TarReader<R>, h: &Header, index: u64) -> Result<()> {
+        let name = excerpt(&h.name);
         let hostile = |reason: &str| ArchiveError::Hostile {
-            name: name_str.clone(),
+            name: name.clone(),
             reason: reason.into(),
         };
-        stats.entries += 1;
-        stats.bytes += h.size;
         let Some(path) = sanitize(&h.name).map_err(hostile)? else {
-            continue;
+            return Ok(());
         };
-        if exclude.excludes(&path) || is_aufs_meta(&path) {
-            continue;
+        if self.exclude.excludes(&path) || is_aufs_meta(&path) {
+            return Ok(());
         }
-        let kind = h.kind;
-        let meta = Meta::read(&h, &opts.id_maps).map_err(|e| match e {
+        let meta = Meta::read(h, &self.opts.id_maps).map_err(|e| match e {
             ArchiveError::Unmapped { what, id } => hostile(&format!("{what} {id} has no mapping")),
             other => other,
         })?;
-        let ctx = Ctx { fs, name: &name_str };
-        let parent = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let parent = parent_of(&path).to_path_buf();
         let base = path.file_name().unwrap_or(OsStr::new(""));
+        let a = self.applier;
         match classify(base).map_err(hostile)? {
-            Some(Marker::Meta) => continue,
+            Some(Marker::Meta) => return Ok(()),
             Some(Marker::Opaque) => {
-                ctx.ensure_dir(&parent)?;
-                match opts.whiteouts {
-                    ImportWhiteouts::Overlay(ns) => {
-                        ctx.apply(fs.set_xattr(&parent, OsStr::new(ns.opaque_xattr()), b"y"))?;
-                    }
-                    ImportWhiteouts::Plain => {
-                        for e in ctx.apply(fs.read_dir(&parent))? {
-                            let child = parent.join(&e.name);
-                            if !unpacked.contains(&child) {
-                                ctx.apply(fs.remove_all(&child))?;
-                            }
-                        }
-                    }
+                // (Plain whiteouts, which remove what is in the directory,
+                // never run with workers.)
+                let real = self.settle_dir(&name, &parent)?;
+                a.opaque(&name, &parent, &self.unpacked)?;
+                if real {
+                    self.dirs.insert(parent);
                 }
-                continue;
+                return Ok(());
             }
             Some(Marker::Whiteout(target)) => {
                 let target = parent.join(target);
-                ctx.apply(fs.remove_all(&target))?;
-                if let ImportWhiteouts::Overlay(_) = opts.whiteouts {
-                    ctx.ensure_dir(&parent)?;
-                    ctx.apply(fs.mknod(&target, NodeKind::WHITEOUT, 0))?;
-                    ctx.apply(fs.set_owner(&target, meta.uid, meta.gid))?;
-                    ctx.apply(fs.set_times(&target, Some(meta.mtime), Some(meta.mtime)))?;
-                }
-                continue;
+                self.settle_dir(&name, &parent)?;
+                self.settle_name(&target);
+                a.whiteout(&name, &target, &meta)?;
+                self.made.insert(target, Pool::DONE);
+                return Ok(());
             }
             None => {}
         }
-        match kind {
+        let made = match h.kind {
             b'5' => {
-                match fs.mkdir(&path, meta.mode) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == ErrorKind::NotFound => {
-                        ctx.ensure_dir(&parent)?;
-                        ctx.apply(fs.mkdir(&path, meta.mode))?;
-                    }
-                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                        // A directory over a directory keeps its contents.
-                        if !ctx.apply(fs.metadata(&path))?.is_dir() {
-                            ctx.apply(fs.remove_all(&path))?;
-                            ctx.apply(fs.mkdir(&path, meta.mode))?;
-                        }
-                    }
-                    Err(e) => return Err(ctx.err(e)),
+                let real = self.settle_dir(&name, &parent)?;
+                if !self.dirs.contains(&path) {
+                    self.settle_name(&path);
                 }
-                ctx.apply(fs.set_owner(&path, meta.uid, meta.gid))?;
-                ctx.apply(fs.set_mode(&path, meta.mode))?;
-                for (k, v) in &meta.xattrs {
-                    ctx.apply(fs.set_xattr(&path, OsStr::from_bytes(k), v))?;
+                a.dir(&name, &path, &meta)?;
+                self.made.remove(&path);
+                if real {
+                    self.dirs.insert(path.clone());
                 }
-                dirs.push((path.clone(), meta.mtime));
+                self.dir_times.push((path.clone(), meta.mtime));
+                Pool::DONE
             }
             b'0' => {
-                let mut file = ctx.replace(&path, &parent, || fs.create_new(&path, meta.mode))?;
-                // One read and one write per chunk: most files take one.
-                // The buffer only grows (reads stop at the entry's end), so
-                // a small file does not cost a zero-fill of the next chunk.
-                let want = CHUNK.min(usize::try_from(h.size).unwrap_or(CHUNK)).max(1);
-                if buf.len() < want {
-                    buf.resize(want, 0);
+                let ready = self.ready(&name, &path, &parent)?;
+                match &self.pool {
+                    Some(pool) if matches!(ready, Ready::Free) && h.size <= WORKER_FILE_MAX && h.sparse.is_none() => {
+                        let mut data = pool.buffer();
+                        read_all(tar, &mut data)?;
+                        self.hand_over(index, name, path.clone(), meta, Make::File(data))
+                    }
+                    _ => {
+                        let buf = &mut self.buf;
+                        a.file(&name, &path, &meta, |file| {
+                            crate::sparse::write_data(tar, h, file, buf, &path, &name)
+                        })?;
+                        Pool::DONE
+                    }
                 }
-                while tar.left() > 0 {
-                    let n = tar.data(&mut buf)?;
-                    let wrote = std::io::Write::write_all(&mut file, &buf[..n]);
-                    wrote.map_err(|e| {
-                        ctx.err(overlay_fs::Error::from_errno(
-                            "write",
-                            &path,
-                            e.raw_os_error().unwrap_or(EIO),
-                        ))
-                    })?;
-                }
-                // Always chown: even for 0:0, a setgid parent gave the file
-                // its own group. chown clears setuid/setgid: put them back.
-                ctx.apply(file.set_owner(meta.uid, meta.gid))?;
-                if meta.mode & 0o6000 != 0 {
-                    ctx.apply(file.set_mode(meta.mode))?;
-                }
-                for (k, v) in &meta.xattrs {
-                    ctx.apply(file.set_xattr(OsStr::from_bytes(k), v))?;
-                }
-                ctx.apply(file.set_times(Some(meta.mtime), Some(meta.mtime)))?;
             }
             b'2' => {
-                let target = h.link.clone();
-                if target.is_empty() {
+                if h.link.is_empty() {
                     return Err(hostile("symlink with an empty target"));
                 }
-                let target = PathBuf::from(OsStr::from_bytes(&target));
-                ctx.replace(&path, &parent, || fs.symlink(&target, &path))?;
-                ctx.apply(fs.set_owner(&path, meta.uid, meta.gid))?;
-                for (k, v) in &meta.xattrs {
-                    ctx.apply(fs.set_xattr(&path, OsStr::from_bytes(k), v))?;
+                let target = PathBuf::from(OsStr::from_bytes(&h.link));
+                match self.ready(&name, &path, &parent)? {
+                    Ready::Free => self.hand_over(index, name, path.clone(), meta, Make::Symlink(target)),
+                    _ => {
+                        a.symlink(&name, &path, &target, &meta)?;
+                        Pool::DONE
+                    }
                 }
-                ctx.apply(fs.set_times(&path, Some(meta.mtime), Some(meta.mtime)))?;
             }
             b'1' => {
-                let target = h.link.clone();
-                let Some(target) = sanitize(&target).map_err(|r| hostile(&format!("hard link target: {r}")))? else {
+                let Some(target) = sanitize(&h.link).map_err(|r| hostile(&format!("hard link target: {r}")))? else {
                     return Err(hostile("hard link to the root"));
                 };
-                match ctx.replace(&path, &parent, || fs.hardlink(&target, &path)) {
-                    Err(ArchiveError::Apply { source, .. }) if source.kind() == ErrorKind::NotFound => {
-                        return Err(hostile(&format!("hard link target {:?} does not exist", target)));
-                    }
-                    Err(ArchiveError::Apply { source, .. }) if source.kind() == ErrorKind::PermissionDenied => {
-                        return Err(hostile(&format!("hard link target {:?} is a directory", target)));
-                    }
-                    other => other?,
-                }
+                // The target whole first: its data, owner and times.
+                self.settle_path(&target);
+                self.ready(&name, &path, &parent)?;
+                a.hardlink(&name, &path, &target)?;
+                Pool::DONE
             }
-            b'3' | b'4' | b'6' => {
+            kind @ (b'3' | b'4' | b'6') => {
                 let node = match kind {
                     b'3' => NodeKind::CharDevice(makedev(h.devmajor, h.devminor)),
                     b'4' => NodeKind::BlockDevice(makedev(h.devmajor, h.devminor)),
                     _ => NodeKind::Fifo,
                 };
-                ctx.replace(&path, &parent, || fs.mknod(&path, node, meta.mode & 0o777))?;
-                ctx.apply(fs.set_owner(&path, meta.uid, meta.gid))?;
-                ctx.apply(fs.set_mode(&path, meta.mode))?;
-                for (k, v) in &meta.xattrs {
-                    ctx.apply(fs.set_xattr(&path, OsStr::from_bytes(k), v))?;
+                match self.ready(&name, &path, &parent)? {
+                    Ready::Free => self.hand_over(index, name, path.clone(), meta, Make::Node(node)),
+                    _ => {
+                        a.node(&name, &path, node, &meta)?;
+                        Pool::DONE
+                    }
                 }
-                ctx.apply(fs.set_times(&path, Some(meta.mtime), Some(meta.mtime)))?;
             }
             other => {
                 return Err(ArchiveError::Unsupported {
-                    name: name_str,
+                    name,
                     kind: other as char,
                 });
             }
+        };
+        if self.parallel() && h.kind != b'5' {
+            self.made.insert(path.clone(), made);
         }
-        if plain {
-            unpacked.insert(path);
+        if self.opts.whiteouts == ImportWhiteouts::Plain {
+            self.unpacked.insert(path);
+        }
+        Ok(())
+    }
+
+    fn hand_over(&mut self, index: u64, name: String, path: PathBuf, meta: Meta, make: Make) -> Seq {
+        let pool = self.pool.as_mut().expect("only with workers");
+        pool.push(Job {
+            index,
+            name,
+            path,
+            meta,
+            make,
+        })
+    }
+
+    /// Gets a non-directory entry's name ready: its directory made, and
+    /// whatever this tar already put at the name made (to be replaced).
+    /// [`Ready::Free`] only with workers.
+    fn ready(&mut self, name: &str, path: &Path, parent: &Path) -> Result<Ready> {
+        let real = self.settle_dir(name, parent)?;
+        if !real || self.made.contains_key(path) || self.dirs.contains(path) {
+            self.settle_name(path);
+            return Ok(Ready::Settled);
+        }
+        Ok(Ready::Free)
+    }
+
+    /// Makes sure the entry at `path` (a hard link's target) is made,
+    /// without making anything.
+    fn settle_path(&mut self, path: &Path) {
+        if !self.parallel() {
+            return;
+        }
+        if path.ancestors().skip(1).any(|d| self.made.contains_key(d)) {
+            self.barrier();
+        } else {
+            self.settle_name(path);
         }
     }
-    // Directory times last: creating entries in them changed their mtime.
-    for (dir, mtime) in dirs.iter().rev() {
-        fs.set_times(dir, Some(*mtime), Some(*mtime))
-            .map_err(|source| ArchiveError::Apply {
-                name: dir.display().to_string(),
-                source,
-            })?;
+
+    /// Makes sure nothing in flight is at `path` or below it (before it is
+    /// replaced or removed).
+    fn settle_name(&mut self, path: &Path) {
+        if self.serial {
+            return;
+        }
+        let Some(pool) = &mut self.pool else { return };
+        if self.dirs.remove(path) {
+            // Its entries may be in flight; and once it is gone, no
+            // directory below it is known to be real.
+            pool.wait_all();
+            self.dirs = HashSet::new();
+        } else if let Some(&seq) = self.made.get(path) {
+            pool.wait_for(seq);
+        }
     }
-    Ok(stats)
+
+    /// With workers: makes sure `dir` exists as a directory whose entries
+    /// workers may make (one this tar made, or made now with its parents)
+    /// and says so. A name below something else this tar made (a symlink:
+    /// two names for one file) is not one: everything in flight is waited
+    /// for, and the import goes on in tar order on this thread.
+    fn settle_dir(&mut self, name: &str, dir: &Path) -> Result<bool> {
+        if !self.parallel() {
+            return Ok(false);
+        }
+        if dir.as_os_str().is_empty() || self.dirs.contains(dir) {
+            return Ok(true);
+        }
+        let mut through_made = false;
+        let mut missing = Vec::new();
+        let mut d = dir;
+        while !d.as_os_str().is_empty() && !self.dirs.contains(d) {
+            through_made |= self.made.contains_key(d);
+            missing.push(d.to_path_buf());
+            d = parent_of(d);
+        }
+        if through_made {
+            self.barrier();
+            self.serial = true;
+            return Ok(false);
+        }
+        self.applier.ensure_dir(name, dir)?;
+        self.dirs.extend(missing);
+        Ok(true)
+    }
+
+    /// Are workers making entries?
+    fn parallel(&self) -> bool {
+        self.pool.is_some() && !self.serial
+    }
+
+    /// Waits until everything handed over is made.
+    fn barrier(&mut self) {
+        if let Some(pool) = &mut self.pool {
+            pool.wait_all();
+        }
+    }
+}
+
+/// Reads the rest of the current entry's data into `data`.
+fn read_all<R: Read>(tar: &mut TarReader<R>, data: &mut Vec<u8>) -> Result<()> {
+    let len = usize::try_from(tar.left()).unwrap_or(usize::MAX);
+    data.resize(len, 0);
+    let mut got = 0;
+    while tar.left() > 0 {
+        got += tar.data(&mut data[got..])?;
+    }
+    data.truncate(got);
+    Ok(())
 }
 
 /// Turns an entry name into a relative path, or refuses it. `None` is the
@@ -289,83 +499,6 @@ fn sanitize(raw: &[u8]) -> std::result::Result<Option<PathBuf>, &'static str> {
     }
     Ok((!out.as_os_str().is_empty()).then_some(out))
 }
-
-/// An entry's ownership, mode, time and xattrs, ids already mapped.
-struct Meta {
-    uid: u32,
-    gid: u32,
-    mode: u32,
-    mtime: Timestamp,
-    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-impl Meta {
-    fn read(h: &Header, ids: &IdMaps) -> Result<Self> {
-        let id = |v: u64, what: &'static str| -> Result<u32> {
-            u32::try_from(v).map_err(|_| ArchiveError::Unmapped { what, id: v })
-        };
-        let (uid, gid) = ids.to_host(id(h.uid, "tar uid over 32 bits:")?, id(h.gid, "tar gid over 32 bits:")?)?;
-        let mtime = Timestamp::from_secs(h.mtime.min(i64::MAX as u64) as i64);
-        let xattrs = h
-            .xattrs
-            .iter()
-            .filter(|(name, _)| !is_private_xattr(name))
-            .cloned()
-            .collect();
-        Ok(Self {
-            uid,
-            gid,
-            mode: h.mode,
-            mtime,
-            xattrs,
-        })
-    }
-}
-
-/// The tree and the entry being applied, for error reporting.
-struct Ctx<'a> {
-    fs: &'a dyn Fs,
-    name: &'a str,
-}
-
-impl Ctx<'_> {
-    fn err(&self, source: overlay_fs::Error) -> ArchiveError {
-        ArchiveError::Apply {
-            name: self.name.to_string(),
-            source,
-        }
-    }
-
-    fn apply<T>(&self, r: overlay_fs::Result<T>) -> Result<T> {
-        r.map_err(|e| self.err(e))
-    }
-
-    /// Makes sure `dir` exists as a directory, creating missing parents
-    /// with 0755 (as Docker does for entries whose parents the tar omits).
-    fn ensure_dir(&self, dir: &Path) -> Result<()> {
-        self.apply(self.fs.mkdir_all(dir, 0o755))
-    }
-
-    /// Runs `create`; if the name is taken, removes what is there and runs
-    /// it again; if the parent is missing, creates it first.
-    fn replace<T>(&self, path: &Path, parent: &Path, create: impl Fn() -> overlay_fs::Result<T>) -> Result<T> {
-        match create() {
-            Ok(v) => Ok(v),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                self.apply(self.fs.remove_all(path))?;
-                self.apply(create())
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                self.ensure_dir(parent)?;
-                self.apply(create())
-            }
-            Err(e) => Err(self.err(e)),
-        }
-    }
-}
-
-/// Reported for a failed write that carries no errno of its own.
-const EIO: i32 = 5;
 
 #[cfg(test)]
 mod tests {

@@ -38,13 +38,16 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod apply;
 mod error;
 mod export;
 pub mod filter;
 pub mod idmap;
 mod import;
+mod parallel;
 mod pax;
 mod reader;
+mod sparse;
 pub mod whiteout;
 
 pub use error::{ArchiveError, Result};

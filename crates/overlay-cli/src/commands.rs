@@ -63,7 +63,19 @@ pub fn run(cli: &Cli) -> Result<Output> {
             rw,
             size,
             label,
-        } => create(d, id, parent.as_deref(), *rw, size.as_deref(), label.as_deref()),
+            uidmap,
+            gidmap,
+        } => {
+            let mut opts = size.as_deref().map(CreateOpts::with_size).unwrap_or_default();
+            opts.mount_label = label.clone();
+            // Without --gidmap the gid map is the uid map (Podman's rule).
+            let gids = if gidmap.is_empty() { uidmap } else { gidmap };
+            opts.id_maps = overlay_archive::IdMaps {
+                uids: uidmap.clone(),
+                gids: gids.clone(),
+            };
+            create(d, id, parent.as_deref(), *rw, &opts)
+        }
         Command::Rm { id } => rm(d, id),
         Command::Exists { id } => {
             let exists = d.exists(id);
@@ -191,25 +203,16 @@ fn is_mounted(d: &Driver, id: &str) -> bool {
     d.backend().is_mounted(&merged(id))
 }
 
-fn create(
-    d: &Driver,
-    id: &str,
-    parent: Option<&str>,
-    rw: bool,
-    size: Option<&str>,
-    label: Option<&str>,
-) -> Result<Output> {
-    let mut opts = size.map(CreateOpts::with_size).unwrap_or_default();
-    opts.mount_label = label.map(str::to_owned);
+fn create(d: &Driver, id: &str, parent: Option<&str>, rw: bool, opts: &CreateOpts) -> Result<Output> {
     valid_id(id)?;
     let parent = parent.filter(|p| !p.is_empty());
     if let Some(p) = parent {
         require_layer(d, p)?;
     }
     if rw {
-        d.create_read_write(id, parent, &opts)?;
+        d.create_read_write(id, parent, opts)?;
     } else {
-        d.create(id, parent, &opts)?;
+        d.create(id, parent, opts)?;
     }
     Ok(Output::new(json!({ "id": id, "parent": parent, "rw": rw }), id))
 }
@@ -506,7 +509,18 @@ fn check(d: &Driver, repair: bool) -> Result<Output> {
             ),
         ));
     }
+    // While an import runs, the scratch of its applies is not a leftover.
+    let importing = if lock.is_none() {
+        import::markers(&home)?
+    } else {
+        Vec::new()
+    };
     for p in d.check()? {
+        if let overlay_driver::Problem::StagingLeftover(path) = &p
+            && importing.iter().any(|id| path.starts_with(id))
+        {
+            continue;
+        }
         problems.push((kind_of(&p), p.to_string()));
     }
     let snapshots = snapshots::open(&home, &mut notes);

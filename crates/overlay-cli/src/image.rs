@@ -48,8 +48,9 @@ impl Format {
     }
 }
 
-/// Files of an image, by their names inside it.
-pub trait Source {
+/// Files of an image, by their names inside it; shared by the threads of
+/// an import, each opening the blob of the layer it applies.
+pub trait Source: Sync {
     /// Opens `name` and returns it with its size.
     ///
     /// # Errors

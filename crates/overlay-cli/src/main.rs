@@ -80,6 +80,16 @@ pub enum Command {
         /// SELinux mount label.
         #[arg(long, value_name = "L")]
         label: Option<String>,
+        /// A uid range of the layer's own id map, `CONTAINER:HOST:SIZE`
+        /// (Docker's and OCI's form; repeat for more ranges): the layers
+        /// below are shown shifted by it (id-mapped, not copied) and the
+        /// layer's own files belong to the container's root on the host.
+        #[arg(long = "uidmap", value_name = "C:H:S", value_parser = parse_id_range)]
+        uidmap: Vec<overlay_archive::IdRange>,
+        /// A gid range of the layer's id map (as --uidmap; without it the
+        /// gid map is the uid map, as Podman does).
+        #[arg(long = "gidmap", value_name = "C:H:S", value_parser = parse_id_range, requires = "uidmap")]
+        gidmap: Vec<overlay_archive::IdRange>,
     },
     /// Remove a layer (refused while other layers stack on it).
     Rm {
@@ -240,6 +250,12 @@ pub enum Serve {
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
     },
+}
+
+/// One `CONTAINER:HOST:SIZE` range; the driver checks the map as a whole.
+fn parse_id_range(s: &str) -> Result<overlay_archive::IdRange, String> {
+    s.parse::<overlay_archive::IdRange>()
+        .map_err(|e| format!("{e} (expected CONTAINER:HOST:SIZE, e.g. 0:100000:65536)"))
 }
 
 /// Accepts the quota sizes the driver accepts.

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::io::{self, BufReader, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use flate2::bufread::MultiGzDecoder;
 use indicatif::ProgressBar;
@@ -99,12 +100,12 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
 }
 
 /// A reader that counts what passes through it, hashes it (unless made
-/// with [`counting`](Self::counting)), and moves a progress bar.
+/// with [`counting`](Self::counting)), and moves progress bars.
 pub struct Hashing<R> {
     inner: R,
     hasher: Option<Sha256>,
     count: u64,
-    progress: Option<ProgressBar>,
+    progress: Vec<ProgressBar>,
 }
 
 impl<R: Read> Hashing<R> {
@@ -114,7 +115,7 @@ impl<R: Read> Hashing<R> {
             inner,
             hasher: Some(Sha256::new()),
             count: 0,
-            progress: None,
+            progress: Vec::new(),
         }
     }
 
@@ -124,13 +125,14 @@ impl<R: Read> Hashing<R> {
             inner,
             hasher: None,
             count: 0,
-            progress: None,
+            progress: Vec::new(),
         }
     }
 
-    /// Also advances `bar` by the bytes read.
+    /// Also advances `bar` by the bytes read (as well as any bar given
+    /// before: a layer's own and the whole import's).
     pub fn with_progress(mut self, bar: ProgressBar) -> Self {
-        self.progress = Some(bar);
+        self.progress.push(bar);
         self
     }
 
@@ -155,10 +157,38 @@ impl<R: Read> Read for Hashing<R> {
             h.update(&buf[..n]);
         }
         self.count += n as u64;
-        if let Some(p) = &self.progress {
+        for p in &self.progress {
             p.inc(n as u64);
         }
         Ok(n)
+    }
+}
+
+/// What a [`Stoppable`] reader fails with once stopped.
+pub const STOPPED: &str = "cancelled: another layer of this import failed";
+
+/// A reader that fails with [`STOPPED`] once `stop` is set, so that work
+/// reading from it (decompressing, hashing, applying a layer) ends at its
+/// next read instead of running to the end of its blob for nothing.
+pub struct Stoppable<'a, R> {
+    inner: R,
+    stop: &'a AtomicBool,
+}
+
+impl<'a, R: Read> Stoppable<'a, R> {
+    /// Wraps `inner`, stopping once `stop` is true.
+    pub fn new(inner: R, stop: &'a AtomicBool) -> Self {
+        Self { inner, stop }
+    }
+}
+
+impl<R: Read> Read for Stoppable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Not `Interrupted`: readers retry that.
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(io::Error::other(STOPPED));
+        }
+        self.inner.read(buf)
     }
 }
 
@@ -569,6 +599,28 @@ mod tests {
         };
         let (_, inner) = read_ahead(inner, |r| r.read_exact(&mut [0u8; 10]).unwrap()).unwrap();
         assert!(inner.pos <= (AHEAD_QUEUE + 2) * AHEAD_CHUNK, "read {} bytes", inner.pos);
+    }
+
+    #[test]
+    fn a_stopped_reader_fails_at_its_next_read_even_behind_read_ahead() {
+        let stop = AtomicBool::new(false);
+        let data = vec![5u8; 16 * AHEAD_CHUNK];
+        let mut r = Stoppable::new(&data[..], &stop);
+        let mut buf = [0u8; 10];
+        r.read_exact(&mut buf).unwrap();
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(r.read(&mut buf).unwrap_err().to_string(), STOPPED);
+        // Behind the reading thread: the consumer gets the error within
+        // the queue's reach, not the rest of the stream.
+        let stop = AtomicBool::new(false);
+        let (res, _) = read_ahead(Stoppable::new(&data[..], &stop), |r| {
+            let mut got = vec![0u8; AHEAD_CHUNK];
+            r.read_exact(&mut got).unwrap();
+            stop.store(true, Ordering::Relaxed);
+            io::copy(r, &mut io::sink())
+        })
+        .unwrap();
+        assert_eq!(res.unwrap_err().to_string(), STOPPED);
     }
 
     /// Hands out one byte per read, as a slow pipe may.

@@ -1156,7 +1156,7 @@ fn layer_commands_and_their_errors() {
 
     home.run(&["mount", "rw"]).ok();
     let cj = home.run(&["--json", "cleanup"]).ok().json();
-    assert_eq!(cj, json!({ "unmounted": ["rw"] }));
+    assert_eq!(cj, json!({ "unmounted": ["rw"], "deleted_from_quarantine": [] }));
     assert_eq!(home.run(&["cleanup"]).ok().stdout, "");
     home.assert_clean();
 }

@@ -113,6 +113,7 @@ fn create_opts(req: &CreateRequest) -> CreateOpts {
     CreateOpts {
         storage_opt: req.storage_opt.clone().unwrap_or_default().into_iter().collect(),
         mount_label: parent(&req.mount_label).map(str::to_owned),
+        ..CreateOpts::default()
     }
 }
 

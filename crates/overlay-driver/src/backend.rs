@@ -7,8 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use overlay_archive::IdMaps;
 use overlay_fs::{Fs, HostFs};
-use overlay_mount::{Method, Settings, Stack, Upper};
+use overlay_mount::{Attach, IdmapLowers, Method, Settings, Stack, Upper, UserNs};
 
 use crate::error::{DriverError, Result};
 
@@ -24,6 +25,46 @@ pub struct MountRequest {
     pub target: PathBuf,
     /// SELinux mount label.
     pub label: Option<String>,
+    /// Lowers to show through an id map (a layer made with
+    /// [`CreateOpts::id_maps`](crate::CreateOpts::id_maps) where the
+    /// backend id-maps mounts, [`IdMapSupport::Mounts`]).
+    pub id_map: Option<LowerIdMap>,
+}
+
+/// The lowers of a [`MountRequest`] to see through an id map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LowerIdMap {
+    /// The container's uid and gid maps.
+    pub maps: IdMaps,
+    /// One flag per lower of the request: id-map it, or use it as it is
+    /// (a layer already stored with host ids).
+    pub mapped: Vec<bool>,
+}
+
+/// How layers made with id maps see the layers below them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdMapSupport {
+    /// Each lower is an id-mapped mount: nothing is copied or chowned,
+    /// and preparing a container costs the same for any image size.
+    Mounts,
+    /// The kernel cannot id-map lowers here (the reason): a layer made
+    /// with id maps gets its own copy of the layers below, chowned
+    /// through the map (Docker's userns-remap at unpack, containers/storage
+    /// without id-mapped mounts). Costs time and space with the image.
+    Copy(String),
+    /// Neither works here (the reason): id maps are refused.
+    Unsupported(String),
+}
+
+impl std::fmt::Display for IdMapSupport {
+    /// The value of the "Id-mapped layers" status pair.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Mounts => f.write_str("id-mapped lowers"),
+            Self::Copy(why) => write!(f, "chowned copies of the lowers ({why})"),
+            Self::Unsupported(why) => write!(f, "not supported ({why})"),
+        }
+    }
 }
 
 /// What the home's filesystem and kernel can do.
@@ -42,6 +83,8 @@ pub struct Capabilities {
     /// Mounts pass `index=off` (the kernel has the `index` feature, and
     /// Docker turns it off: layers are mounted on ever new stacks).
     pub index_off: bool,
+    /// How layers with id maps see their lowers.
+    pub id_map: IdMapSupport,
 }
 
 /// The storage and mounting a driver runs on.
@@ -99,6 +142,18 @@ pub trait Backend: Send + Sync {
     ///
     /// Quotas are not supported here, or the kernel refuses.
     fn set_quota(&self, id: &str, dir: &Path, bytes: u64) -> Result<()>;
+
+    /// Can this process give files the host ids of `maps`? Each host id
+    /// must be mapped in its own user namespace (always true in the
+    /// initial one); the error names the first range that is not.
+    ///
+    /// # Errors
+    ///
+    /// A host range outside this process's user namespace.
+    fn check_host_ids(&self, maps: &IdMaps) -> std::result::Result<(), String> {
+        let _ = maps;
+        Ok(())
+    }
 }
 
 /// The real thing: a home directory on disk, overlayfs mounts, XFS project
@@ -112,6 +167,8 @@ pub struct KernelBackend {
     method: Method,
     /// From the (cached) probe: `lowerdir+` works here.
     new_mount_api: bool,
+    /// How id-mapped lowers reach overlayfs, when they can.
+    idmap_attach: Option<Attach>,
 }
 
 impl std::fmt::Debug for KernelBackend {
@@ -146,6 +203,14 @@ impl KernelBackend {
             naive_reason,
             quota: quota.as_ref().map(|_| ()).map_err(|e| e.to_string()),
             index_off: features.index_param,
+            id_map: match &features.idmap {
+                Ok(_) => IdMapSupport::Mounts,
+                // Chowning to any host id needs the initial namespace.
+                Err(why) if crate::idmapped::in_initial_userns() => IdMapSupport::Copy(why.clone()),
+                Err(why) => IdMapSupport::Unsupported(format!(
+                    "{why}; and a chowned copy needs root in the initial user namespace"
+                )),
+            },
         };
         let home: Arc<dyn Fs> = Arc::new(HostFs::new(&path)?);
         Ok(Self {
@@ -159,6 +224,7 @@ impl KernelBackend {
             quota: quota.ok(),
             method: Method::Auto,
             new_mount_api: features.new_mount_api,
+            idmap_attach: features.idmap.clone().ok(),
         })
     }
 
@@ -177,6 +243,22 @@ impl KernelBackend {
     /// Forces the mount interface (tests of both paths).
     pub fn with_method(mut self, method: Method) -> Self {
         self.method = method;
+        self
+    }
+
+    /// Overrides the probe's verdict on id-mapped layers, to test on a
+    /// kernel that can id-map what happens on one that cannot: the
+    /// chowned-copy fallback ([`IdMapSupport::Copy`]), refusals
+    /// ([`IdMapSupport::Unsupported`]), and layers made with id-mapped
+    /// lowers that then cannot be mounted (both). Claiming
+    /// [`IdMapSupport::Mounts`] where the probe found none makes mounts of
+    /// such layers fail in the kernel instead.
+    pub fn with_id_map_support(mut self, support: IdMapSupport) -> Self {
+        self.idmap_attach = match support {
+            IdMapSupport::Mounts => self.idmap_attach.or(Some(Attach::Scratch)),
+            _ => None,
+        };
+        self.caps.id_map = support;
         self
     }
 }
@@ -202,12 +284,25 @@ impl Backend for KernelBackend {
             ..self.settings.clone()
         };
         let id = req.target.parent().map(|p| p.display().to_string()).unwrap_or_default();
-        let mount = stack
-            .mount(&settings, self.method)
-            .map_err(|source| DriverError::Mount {
-                id,
-                source: Box::new(source),
-            })?;
+        let err = |source| DriverError::Mount {
+            id: id.clone(),
+            source: Box::new(source),
+        };
+        let mount = match &req.id_map {
+            None => stack.mount(&settings, self.method).map_err(err)?,
+            Some(map) => {
+                let Some(attach) = self.idmap_attach else {
+                    return Err(cannot_mount_idmapped(&id, &self.caps));
+                };
+                let userns = UserNs::new(&map.maps.proc_uid_map(), &map.maps.proc_gid_map()).map_err(err)?;
+                let idmap = IdmapLowers {
+                    userns: &userns,
+                    mapped: &map.mapped,
+                    attach,
+                };
+                stack.mount_idmapped(&settings, self.method, &idmap).map_err(err)?
+            }
+        };
         let target = mount.keep();
         Ok(Arc::new(HostFs::new(&target)?))
     }
@@ -218,6 +313,11 @@ impl Backend for KernelBackend {
 
     fn unmount(&self, target: &Path) -> Result<()> {
         let id = target.parent().map(|p| p.display().to_string()).unwrap_or_default();
+        if self.idmap_attach == Some(Attach::Scratch)
+            && let Some(layer) = target.parent()
+        {
+            overlay_mount::idmap::detach_leftovers(&self.path.join(layer));
+        }
         overlay_mount::unmount_and_remove(&self.path.join(target)).map_err(|source| DriverError::Mount {
             id,
             source: Box::new(source),
@@ -232,6 +332,10 @@ impl Backend for KernelBackend {
         &self.caps
     }
 
+    fn check_host_ids(&self, maps: &IdMaps) -> std::result::Result<(), String> {
+        crate::idmapped::check_own_namespace(maps)
+    }
+
     fn set_quota(&self, id: &str, dir: &Path, bytes: u64) -> Result<()> {
         let Some(q) = &self.quota else {
             return Err(DriverError::Unsupported(unsupported_quota(&self.caps)));
@@ -242,6 +346,17 @@ impl Backend for KernelBackend {
                 id: id.into(),
                 source: Box::new(source),
             })
+    }
+}
+
+/// A layer made with id-mapped lowers, mounted where they cannot be.
+pub(crate) fn cannot_mount_idmapped(id: &str, caps: &Capabilities) -> DriverError {
+    DriverError::IdMap {
+        id: id.into(),
+        reason: format!(
+            "it was made to see its lowers through id-mapped mounts, which cannot be made here: {}",
+            caps.id_map
+        ),
     }
 }
 

@@ -33,10 +33,13 @@ pub struct Overlay2<B> {
     options: DriverOptions,
     locks: Locks,
     depth: DepthLimit,
-    id_maps: IdMaps,
+    pub(crate) id_maps: IdMaps,
     /// Parent/child links of every layer, kept in memory by servers
     /// ([`Overlay2::with_index`]).
     pub(crate) index: Option<parking_lot::Mutex<crate::index::Index>>,
+    /// Threads making each applied layer's files (see
+    /// [`ImportOptions::workers`]); 0 picks the number of cores.
+    apply_workers: std::sync::atomic::AtomicUsize,
 }
 
 impl<B: Backend> std::fmt::Debug for Overlay2<B> {
@@ -82,7 +85,17 @@ impl<B: Backend> Overlay2<B> {
             depth: DepthLimit::DOCKER,
             id_maps: IdMaps::identity(),
             index: None,
+            apply_workers: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// How many threads make the files of each layer an
+    /// [`apply_diff`](GraphDriver::apply_diff) unpacks (besides the one
+    /// reading the tar): 0, the default, picks the number of cores; 1
+    /// makes them in tar order on the calling thread. A caller applying
+    /// several layers at once shares the cores out with this.
+    pub fn set_apply_workers(&self, workers: usize) {
+        self.apply_workers.store(workers, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Allows deeper stacks than Docker's 128 (the new mount API mounts
@@ -280,6 +293,7 @@ impl<B: Backend> Overlay2<B> {
         if self.home().exists(Path::new(id.as_str()))? {
             return Err(DriverError::AlreadyExists(id.as_str().into()));
         }
+        let idmap = self.plan_id_map(&id, parent.as_ref(), opts)?;
         // With an index, the new layer is entered before it is built, so
         // a concurrent remove of its parent sees it and refuses.
         if let Some(index) = &self.index {
@@ -289,14 +303,20 @@ impl<B: Backend> Overlay2<B> {
             }
             index.insert(id.clone(), parent.clone());
         }
-        let created = self.build_layer(&id, parent.as_ref(), quota);
+        let created = self.build_layer(&id, parent.as_ref(), quota, idmap.as_ref());
         if let (Err(_), Some(index)) = (&created, &self.index) {
             index.lock().remove(&id);
         }
         created
     }
 
-    fn build_layer(&self, id: &LayerId, parent: Option<&LayerId>, quota: Option<u64>) -> Result<()> {
+    fn build_layer(
+        &self,
+        id: &LayerId,
+        parent: Option<&LayerId>,
+        quota: Option<u64>,
+        idmap: Option<&crate::idmapped::LayerIdMap>,
+    ) -> Result<()> {
         let lower = match parent {
             Some(p) => {
                 self.require(p)?;
@@ -330,6 +350,9 @@ impl<B: Backend> Overlay2<B> {
             if let Some(lower) = &lower {
                 home.mkdir(&staging.join(WORK_DIR), mode::WORK_DIR)?;
                 home.write(&staging.join(LOWER_FILE), mode::LOWER_FILE, lower.format().as_bytes())?;
+            }
+            if let Some(plan) = idmap {
+                self.build_id_map(id, &staging, plan, lower.as_ref())?;
             }
             // Docker rewrites it for every child; once is enough (a stat
             // instead of a create, a write and a rename).
@@ -606,16 +629,17 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
             state.mounts += 1;
             return Ok(home_path.join(&merged));
         }
-        self.resolve_lower(&id, &lower, false)?;
+        let layers = self.resolve_lower(&id, &lower, false)?;
         let links: Vec<PathBuf> = lower.iter().map(|l| relative_link_path(*l)).collect();
         let committed = self.home().exists(&relative_committed_file(&id))?;
         let diff = relative_diff_dir(&id);
-        let req = if committed {
+        let mut req = if committed {
             MountRequest {
                 lowers: std::iter::once(diff).chain(links).collect(),
                 upper: None,
                 target: merged.clone(),
                 label: mount_label.map(str::to_owned),
+                id_map: None,
             }
         } else {
             MountRequest {
@@ -623,8 +647,10 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
                 upper: Some((diff, relative_work_dir(&id))),
                 target: merged.clone(),
                 label: mount_label.map(str::to_owned),
+                id_map: None,
             }
         };
+        self.id_map_mount(&id, &mut req, &layers)?;
         match self.home().mkdir(&merged, mode::MERGED_DIR) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
@@ -671,6 +697,7 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
             ("Supports d_type".into(), caps.d_type.to_string()),
             ("Native Overlay Diff".into(), caps.native_diff.to_string()),
             ("userxattr".into(), "false".into()),
+            ("Id-mapped layers".into(), caps.id_map.to_string()),
         ]
     }
 
@@ -726,7 +753,7 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
         }
         let tree = self.diff_tree(&id)?;
         let opts = ExportOptions {
-            id_maps: self.id_maps.clone(),
+            id_maps: self.archive_id_maps(&id)?,
             ..Default::default()
         };
         overlay_archive::export(&*tree, &opts, out).map_err(|source| DriverError::Archive {
@@ -779,8 +806,9 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
             let tree = self.home().subtree(&staging)?;
             let opts = ImportOptions {
                 whiteouts: ImportWhiteouts::Overlay(XattrNamespace::Trusted),
-                id_maps: self.id_maps.clone(),
+                id_maps: self.archive_id_maps(&id)?,
                 exclude: Vec::new(),
+                workers: self.apply_workers.load(std::sync::atomic::Ordering::Relaxed),
             };
             let stats = overlay_archive::import(&*tree, diff, &opts).map_err(|source| DriverError::Archive {
                 id: id.as_str().into(),

@@ -45,6 +45,17 @@ pub enum DriverError {
     #[error("{0}")]
     BadOption(String),
 
+    /// Id maps a layer cannot be made or mounted with: maps the kernel
+    /// would refuse, host ids this process cannot give, maps unlike its
+    /// parent's, or a kernel that cannot id-map.
+    #[error("layer {id:?}: {reason}")]
+    IdMap {
+        /// The layer.
+        id: String,
+        /// What is wrong, naming the range, the parent or the kernel.
+        reason: String,
+    },
+
     /// The home's filesystem or kernel cannot do what was asked.
     #[error("{0}")]
     Unsupported(String),

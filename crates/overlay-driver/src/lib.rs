@@ -13,6 +13,9 @@
 //!   [`repair`](Overlay2::repair) clean what a crash leaves, and move
 //!   layers they cannot make work into a quarantine
 //!   ([`quarantined`](Overlay2::quarantined)) instead of deleting them.
+//! - Id-mapped layers: [`CreateOpts::id_maps`] gives a layer a uid/gid map
+//!   of its own; the layers below are shown shifted by it (id-mapped
+//!   lowers, or chowned copies where the kernel cannot: [`IdMapSupport`]).
 //! - [`Backend`]: where it runs. [`KernelBackend`] is a home directory,
 //!   overlayfs and XFS quotas; [`FakeBackend`] is all in memory (a `MemFs`
 //!   home and a model of overlayfs that writes whiteouts and opaque markers
@@ -41,13 +44,14 @@ mod driver;
 mod error;
 pub mod fake;
 mod graph;
+mod idmapped;
 mod index;
 mod locks;
 mod native;
 mod options;
 mod quarantine;
 
-pub use backend::{Backend, Capabilities, KernelBackend, MountRequest};
+pub use backend::{Backend, Capabilities, IdMapSupport, KernelBackend, LowerIdMap, MountRequest};
 pub use check::Problem;
 pub use dirs::{LayerDirs, Usage};
 pub use driver::{Overlay2, STAGING_PREFIX};

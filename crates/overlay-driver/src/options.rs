@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use overlay_archive::IdMaps;
+
 use crate::error::{DriverError, Result};
 
 /// Options given when the driver starts (`--storage-opt overlay2.*`).
@@ -60,6 +62,13 @@ pub struct CreateOpts {
     pub storage_opt: BTreeMap<String, String>,
     /// SELinux mount label the layer will be mounted with.
     pub mount_label: Option<String>,
+    /// The layer's own uid and gid maps (Docker's and OCI's
+    /// `CONTAINER:HOST:SIZE` ranges), empty for none: the layers below
+    /// are shown shifted by them (id-mapped, never copied where the
+    /// kernel can), and the layer's own files belong to the container's
+    /// root on the host. A layer on a parent made with maps gets the
+    /// parent's when this is empty.
+    pub id_maps: IdMaps,
 }
 
 impl CreateOpts {
@@ -67,7 +76,7 @@ impl CreateOpts {
     pub fn with_size(size: &str) -> Self {
         Self {
             storage_opt: BTreeMap::from([("size".into(), size.into())]),
-            mount_label: None,
+            ..Self::default()
         }
     }
 

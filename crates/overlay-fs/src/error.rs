@@ -43,6 +43,9 @@ pub enum ErrorKind {
     Unsupported,
     /// Too many hard links (`EMLINK`).
     TooManyLinks,
+    /// The file would grow past the largest size the filesystem keeps
+    /// (`EFBIG`), e.g. a sparse file's length.
+    FileTooLarge,
     /// The tree is read-only (`EROFS`), e.g. a committed layer's mount.
     ReadOnly,
     /// No space left (`ENOSPC`; XFS reports an exhausted project quota so)
@@ -75,6 +78,7 @@ impl ErrorKind {
             libc_errno::EPERM | libc_errno::EACCES => Self::PermissionDenied,
             libc_errno::EOPNOTSUPP => Self::Unsupported,
             libc_errno::EMLINK => Self::TooManyLinks,
+            libc_errno::EFBIG => Self::FileTooLarge,
             libc_errno::EROFS => Self::ReadOnly,
             libc_errno::ENOSPC | libc_errno::EDQUOT => Self::NoSpace,
             libc_errno::EXDEV => Self::EscapeAttempt,
@@ -98,6 +102,7 @@ impl ErrorKind {
             Self::PermissionDenied => libc_errno::EPERM,
             Self::Unsupported => libc_errno::EOPNOTSUPP,
             Self::TooManyLinks => libc_errno::EMLINK,
+            Self::FileTooLarge => libc_errno::EFBIG,
             Self::ReadOnly => libc_errno::EROFS,
             Self::NoSpace => libc_errno::ENOSPC,
             Self::CrossDevice => libc_errno::EXDEV,
@@ -122,6 +127,7 @@ impl ErrorKind {
             Self::PermissionDenied => "permission denied".into(),
             Self::Unsupported => "operation not supported".into(),
             Self::TooManyLinks => "too many links".into(),
+            Self::FileTooLarge => "file too large".into(),
             Self::ReadOnly => "read-only file system".into(),
             Self::NoSpace => "no space left on device or quota exceeded".into(),
             Self::CrossDevice => "cross-device rename".into(),
@@ -209,6 +215,7 @@ pub(crate) mod libc_errno {
     pub const EACCES: i32 = Errno::ACCESS.raw_os_error();
     pub const EOPNOTSUPP: i32 = Errno::OPNOTSUPP.raw_os_error();
     pub const EMLINK: i32 = Errno::MLINK.raw_os_error();
+    pub const EFBIG: i32 = Errno::FBIG.raw_os_error();
     pub const EXDEV: i32 = Errno::XDEV.raw_os_error();
     pub const EROFS: i32 = Errno::ROFS.raw_os_error();
     pub const ENOSPC: i32 = Errno::NOSPC.raw_os_error();

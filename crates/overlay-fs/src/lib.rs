@@ -74,7 +74,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use host::HostFs;
 pub use mem::MemFs;
 pub use metadata::{DirEntry, FileType, Metadata, NodeKind, Timestamp, major, makedev, minor};
-pub use observe::{Observe, observe};
+pub use observe::{Observe, observe, observe_extraction};
 pub use path::{NAME_MAX, PATH_MAX};
 
 /// An open regular file.

@@ -457,6 +457,15 @@ fn xattr_namespace(op: &'static str, path: &Path, name: &OsStr, ty: FileType, wr
 }
 
 impl MemFs {
+    /// The longest file a `MemFs` keeps: 256 MiB. Every byte of a file,
+    /// holes included, lives in memory, so a tar that names a sparse file
+    /// of a terabyte (a few hundred bytes of input) must not make the
+    /// process allocate it. Longer writes and `set_len` fail with
+    /// [`ErrorKind::FileTooLarge`] (`EFBIG`), as on a filesystem whose
+    /// largest file is this size; far above what tests and the fake
+    /// driver keep in memory.
+    pub const MAX_FILE_SIZE: u64 = 256 << 20;
+
     /// An empty tree: a root directory with mode 0755 owned by 0:0.
     pub fn new() -> Self {
         Self {
@@ -841,6 +850,12 @@ fn bad_fd() -> io::Error {
     io::Error::from_raw_os_error(rustix::io::Errno::BADF.raw_os_error())
 }
 
+/// A write past [`MemFs::MAX_FILE_SIZE`], as the kernel reports a write
+/// past a filesystem's largest file.
+fn too_large() -> io::Error {
+    io::Error::from_raw_os_error(rustix::io::Errno::FBIG.raw_os_error())
+}
+
 impl MemFile {
     fn with_data<T>(&self, f: impl FnOnce(&mut Vec<u8>, &mut Node) -> T) -> T {
         let mut st = self.fs.state.lock();
@@ -880,12 +895,22 @@ impl Write for MemFile {
         if !self.write {
             return Err(bad_fd());
         }
-        let pos = self.pos as usize;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let end = self
+            .pos
+            .checked_add(buf.len() as u64)
+            .filter(|end| *end <= MemFs::MAX_FILE_SIZE);
+        let Some(end) = end else {
+            return Err(too_large());
+        };
+        let (pos, end) = (self.pos as usize, end as usize);
         self.with_data(|data, node| {
-            if data.len() < pos + buf.len() {
-                data.resize(pos + buf.len(), 0);
+            if data.len() < end {
+                data.resize(end, 0);
             }
-            data[pos..pos + buf.len()].copy_from_slice(buf);
+            data[pos..end].copy_from_slice(buf);
             node.mtime = Timestamp::now();
         });
         self.pos += buf.len() as u64;
@@ -923,6 +948,10 @@ impl File for MemFile {
     fn set_len(&mut self, len: u64) -> Result<()> {
         if !self.write {
             return Err(Error::new("ftruncate", &self.path, ErrorKind::InvalidInput));
+        }
+        if len > MemFs::MAX_FILE_SIZE {
+            return Err(Error::new("ftruncate", &self.path, ErrorKind::FileTooLarge)
+                .with_detail(format!("MemFs keeps files up to {} bytes", MemFs::MAX_FILE_SIZE)));
         }
         self.with_data(|d, node| {
             d.resize(len as usize, 0);

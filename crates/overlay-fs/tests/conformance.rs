@@ -105,6 +105,7 @@ conformance!(
     open_files_take_metadata,
     directory_handles_walk_a_tree,
     subtrees_are_roots_of_their_own,
+    seeking_past_the_end_leaves_a_hole,
 );
 
 fn files_are_created_read_and_truncated(b: &Backend) {
@@ -748,4 +749,38 @@ fn subtrees_are_roots_of_their_own(b: &Backend) {
     fs.remove_all(p("layers")).unwrap();
     assert!(!fs.exists(p("layers")).unwrap());
     let _ = sub.metadata(p(""));
+}
+
+/// What a sparse file's extraction does: a write after a seek past the
+/// end, then `set_len` beyond the data. The gap reads as zeros.
+fn seeking_past_the_end_leaves_a_hole(b: &Backend) {
+    let fs = &*b.fs;
+    let mut f = fs.create_file(p("sparse"), 0o644).unwrap();
+    f.seek(SeekFrom::Start(1 << 20)).unwrap();
+    f.write_all(b"data").unwrap();
+    f.set_len(3 << 20).unwrap();
+    assert_eq!(f.metadata().unwrap().size, 3 << 20);
+    drop(f);
+    let data = fs.read(p("sparse")).unwrap();
+    assert_eq!(data.len(), 3 << 20);
+    assert_eq!(&data[(1 << 20)..(1 << 20) + 4], b"data");
+    assert!(data[..1 << 20].iter().all(|b| *b == 0), "the hole reads as zeros");
+}
+
+/// `MemFs` keeps every byte in memory, so it refuses to grow a file past
+/// its bound (as a filesystem does past its largest file) instead of
+/// allocating what a tar's sparse size says.
+#[test]
+fn mem_files_stop_at_their_bound() {
+    let fs = MemFs::new();
+    let mut f = fs.create_file(p("big"), 0o644).unwrap();
+    let err = f.set_len(1 << 40).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::FileTooLarge, "{err}");
+    assert!(err.to_string().contains("file too large"), "{err}");
+    f.seek(SeekFrom::Start(MemFs::MAX_FILE_SIZE)).unwrap();
+    let err = f.write_all(b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(ErrorKind::FileTooLarge.errno()));
+    assert_eq!(f.metadata().unwrap().size, 0, "nothing was allocated");
+    let err = f.set_len(MemFs::MAX_FILE_SIZE + 1).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::FileTooLarge, "one byte past the bound");
 }

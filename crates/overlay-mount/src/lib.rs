@@ -13,8 +13,13 @@
 //!   new API for stacks beyond one page.
 //! - [`Mount`]: the mounted overlay; dropping it unmounts, so a failure
 //!   never leaks a mount. [`unmount_and_remove`] is Docker's `Put`.
+//! - [`idmap`]: id-mapped lower layers ([`Stack::mount_idmapped`]): a
+//!   [`UserNs`] carrying uid/gid maps, each lower cloned and id-mapped,
+//!   overlayfs over them; the image's files are shown shifted, never
+//!   copied or chowned.
 //! - [`probe`](probe::probe): overlay present, backing filesystem, d_type,
-//!   `index`, native-diff safety, `userxattr`, the new API; cached per home.
+//!   `index`, native-diff safety, `userxattr`, the new API, id-mapped
+//!   lowers; cached per home.
 //!
 //! ```no_run
 //! use overlay_mount::{Method, Settings, Stack, Upper};
@@ -38,15 +43,19 @@
 //! | overlayfs | 3.18 (4.0 for several lowers) | [`probe::require_overlay`] fails |
 //! | `fsopen` + `lowerdir+` | 6.8 | [`Method::Auto`] uses `mount(2)` (≤ one page of data) |
 //! | `STATX_ATTR_MOUNT_ROOT` | 5.8 | [`is_mount_point`] reports `NotSupported` |
+//! | overlayfs over id-mapped lowers | 5.19 (tmpfs homes 6.3) | [`probe::Features::idmap`] says why not |
+//! | id-mapped lowers by descriptor | 6.15 | [`Attach::Scratch`]: attached to scratch dirs meanwhile |
 #![deny(unsafe_code)]
 
 mod error;
+pub mod idmap;
 mod mount;
 pub mod options;
 pub mod probe;
 mod sys;
 
 pub use error::{MountError, Result};
+pub use idmap::{Attach, IdmapLowers, UserNs};
 pub use mount::{Method, Mount, Settings, Stack, Used, is_mount_point, max_data_len, unmount_and_remove};
 pub use options::{OverlayOptions, Upper};
 

@@ -128,7 +128,7 @@ impl Stack {
     /// missing for [`Method::NewApi`], or the kernel refusing the mount.
     pub fn mount(&self, settings: &Settings, method: Method) -> Result<Mount> {
         let used = match method {
-            Method::NewApi => self.mount_new_api(settings)?,
+            Method::NewApi => self.mount_new_api(settings, &[])?,
             Method::Legacy => self.mount_legacy(self.legacy_data(settings)?)?,
             Method::Auto => match self.legacy_data(settings) {
                 // Too long for a page, or a path mount(2)'s option string
@@ -136,7 +136,7 @@ impl Stack {
                 Err(MountError::DataTooLarge { .. } | MountError::InvalidPath { .. })
                     if crate::probe::new_mount_api() =>
                 {
-                    self.mount_new_api(settings)?
+                    self.mount_new_api(settings, &[])?
                 }
                 data => self.mount_legacy(data?)?,
             },
@@ -172,9 +172,25 @@ impl Stack {
         Ok(used)
     }
 
-    fn mount_new_api(&self, settings: &Settings) -> Result<Used> {
+    /// Checks the stack as `mount(2)` would, before any system call.
+    pub(crate) fn validate(&self, settings: &Settings) -> Result<()> {
+        self.options(settings, false).validate()
+    }
+
+    /// Mounts with the new API, each lower that has a tree in `trees` (a
+    /// detached mount, e.g. id-mapped) passed as that descriptor.
+    pub(crate) fn mount_with_trees(&self, settings: &Settings, trees: &[Option<OwnedFd>]) -> Result<Mount> {
+        let used = self.mount_new_api(settings, trees)?;
+        Ok(Mount {
+            target: self.base.join(&self.target),
+            used,
+            armed: true,
+        })
+    }
+
+    fn mount_new_api(&self, settings: &Settings, trees: &[Option<OwnedFd>]) -> Result<Used> {
         // Validate as for mount(2), so both paths refuse the same stacks.
-        self.options(settings, false).validate()?;
+        self.validate(settings)?;
         let base = open_dir(None, &self.base)?;
         let fs = rmount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
             .map_err(|e| MountError::sys("fsopen overlay", &self.base, e))?;
@@ -192,9 +208,11 @@ impl Stack {
         // and a close; but fsconfig copies at most 255 bytes of a string
         // (strndup_user), so longer paths go by descriptor. Upper and work
         // dirs always go by descriptor: the kernel unescapes those strings.
-        for lower in &self.lowers {
+        for (i, lower) in self.lowers.iter().enumerate() {
             let path = self.base.join(lower);
-            let set = if path.as_os_str().len() < FSCONFIG_STRING_MAX {
+            let set = if let Some(Some(tree)) = trees.get(i) {
+                rmount::fsconfig_set_fd(&fs, "lowerdir+", tree)
+            } else if path.as_os_str().len() < FSCONFIG_STRING_MAX {
                 rmount::fsconfig_set_string(&fs, "lowerdir+", path.as_path())
             } else {
                 let fd = open_dir(Some(&base), lower)?;
@@ -251,7 +269,7 @@ impl Stack {
     }
 }
 
-fn open_dir(base: Option<&OwnedFd>, path: &Path) -> Result<OwnedFd> {
+pub(crate) fn open_dir(base: Option<&OwnedFd>, path: &Path) -> Result<OwnedFd> {
     let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
     match base {
         Some(b) => rustix::fs::openat(b, path, flags, Mode::empty()),

@@ -15,6 +15,7 @@ use rustix::io::Errno;
 use rustix::mount::{self as rmount, FsOpenFlags};
 
 use crate::error::{MountError, Result};
+use crate::idmap::{Attach, IdmapLowers, UserNs};
 use crate::mount::{Method, Settings, Stack};
 use crate::options::Upper;
 
@@ -45,6 +46,10 @@ pub struct Features {
     pub userxattr: bool,
     /// The new mount API with `lowerdir+` is available.
     pub new_mount_api: bool,
+    /// Overlayfs mounts over id-mapped lowers on the home's filesystem,
+    /// and how they reach it; else why not (the kernel's version, the
+    /// filesystem, privilege), in words for `status`.
+    pub idmap: std::result::Result<Attach, String>,
 }
 
 static CACHE: LazyLock<Mutex<HashMap<PathBuf, Arc<Features>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
@@ -76,6 +81,7 @@ pub fn probe(home: &Path) -> Result<Arc<Features>> {
                 native_diff: native_diff(&key)?,
                 userxattr: supports_userxattr(&key),
                 new_mount_api: new_mount_api(),
+                idmap: idmapped_lowers(&key),
             };
             store_cached(&key, &f);
             f
@@ -118,8 +124,13 @@ fn store_cached(home: &Path, f: &Features) {
         NativeDiff::Safe => (true, String::new()),
         NativeDiff::Unsafe(r) => (false, r.replace('\n', " ")),
     };
+    let idmap = match &f.idmap {
+        Ok(Attach::Descriptors) => "descriptors".to_string(),
+        Ok(Attach::Scratch) => "scratch".to_string(),
+        Err(why) => format!("no {}", why.replace('\n', " ")),
+    };
     let text = format!(
-        "{}\n{} {} {} {} {}\n{reason}\n",
+        "{}\n{} {} {} {} {}\n{reason}\n{idmap}\n",
         fingerprint(home, f.backing_magic),
         f.d_type,
         f.index_param,
@@ -170,7 +181,13 @@ fn load_cached(home: &Path, magic: u64) -> Option<Features> {
         return None;
     }
     let flags: Vec<bool> = lines.next()?.split(' ').map(|w| w == "true").collect();
-    let reason = lines.next().unwrap_or("").to_string();
+    let reason = lines.next()?.to_string();
+    // A result stored before this line existed: probe again.
+    let idmap = match lines.next()? {
+        "descriptors" => Ok(Attach::Descriptors),
+        "scratch" => Ok(Attach::Scratch),
+        other => Err(other.strip_prefix("no ")?.to_string()),
+    };
     let [d_type, index_param, native, userxattr, new_api] = flags[..] else {
         return None;
     };
@@ -186,6 +203,7 @@ fn load_cached(home: &Path, magic: u64) -> Option<Features> {
         },
         userxattr,
         new_mount_api: new_api,
+        idmap,
     })
 }
 
@@ -381,6 +399,65 @@ fn supports_userxattr(home: &Path) -> bool {
     stack.mount(&settings, Method::Legacy).is_ok()
 }
 
+/// The host uid and gid the probe's map gives container root: any id
+/// other than 0 shows that the mapping took effect.
+const PROBE_HOST_ID: u32 = 4_000_000_000;
+
+/// Can overlayfs on the home's filesystem mount over id-mapped lowers,
+/// and how do they reach it? (containers/storage's
+/// `supportsIdmappedLowerLayers`: a real mount over a lower mapped
+/// `0 -> PROBE_HOST_ID`, and a file of it must show the host id.) Tried
+/// by descriptor first (nothing attached), then through scratch dirs.
+fn idmapped_lowers(home: &Path) -> std::result::Result<Attach, String> {
+    let td = scratch(home, ".idmap-check-").map_err(|e| e.to_string())?;
+    let p = |s: &str| td.path().join(s);
+    for d in ["lower", "upper", "work", "merged"] {
+        std::fs::create_dir(p(d)).map_err(|e| format!("mkdir {}: {e}", p(d).display()))?;
+    }
+    std::fs::write(p("lower/f"), b"").map_err(|e| format!("create {}: {e}", p("lower/f").display()))?;
+    let map = format!("0 {PROBE_HOST_ID} 1\n");
+    let userns = UserNs::new(&map, &map).map_err(|e| format!("cannot make a user namespace for the maps: {e}"))?;
+    let stack = Stack {
+        base: td.path().to_path_buf(),
+        lowers: vec!["lower".into()],
+        upper: Some(Upper {
+            upperdir: "upper".into(),
+            workdir: "work".into(),
+        }),
+        target: "merged".into(),
+    };
+    let try_attach = |attach: Attach, method: Method| -> std::result::Result<Attach, String> {
+        let idmap = IdmapLowers {
+            userns: &userns,
+            mapped: &[true],
+            attach,
+        };
+        let mount = stack
+            .mount_idmapped(&Settings::default(), method, &idmap)
+            .map_err(|e| e.to_string())?;
+        let md = std::fs::symlink_metadata(p("merged/f")).map_err(|e| e.to_string())?;
+        drop(mount);
+        use std::os::unix::fs::MetadataExt;
+        if md.uid() == PROBE_HOST_ID && md.gid() == PROBE_HOST_ID {
+            Ok(attach)
+        } else {
+            Err(format!(
+                "a file of an id-mapped lower shows {}:{} through overlayfs, not {PROBE_HOST_ID}",
+                md.uid(),
+                md.gid()
+            ))
+        }
+    };
+    if new_mount_api()
+        && let Ok(a) = try_attach(Attach::Descriptors, Method::NewApi)
+    {
+        return Ok(a);
+    }
+    try_attach(Attach::Scratch, Method::Legacy).map_err(|e| {
+        format!("overlayfs cannot mount over id-mapped lowers here (needs Linux 5.19, and a filesystem that can id-map: tmpfs from 6.3): {e}")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,6 +475,7 @@ mod tests {
             native_diff: NativeDiff::Unsafe("kernel has CONFIG_OVERLAY_FS_REDIRECT_DIR enabled".into()),
             userxattr: false,
             new_mount_api: true,
+            idmap: Err("overlayfs cannot mount over id-mapped lowers here".into()),
         };
         store_cached(&home, &f);
         if !cache_file(&home).exists() {
@@ -405,6 +483,12 @@ mod tests {
             return;
         }
         assert_eq!(load_cached(&home, 0xEF53).as_ref(), Some(&f));
+        for idmap in [Ok(Attach::Descriptors), Ok(Attach::Scratch)] {
+            let g = Features { idmap, ..f.clone() };
+            store_cached(&home, &g);
+            assert_eq!(load_cached(&home, 0xEF53).as_ref(), Some(&g));
+        }
+        store_cached(&home, &f);
         // Another filesystem under the same path: probe again.
         assert_eq!(load_cached(&home, 0x58465342), None);
         // The home goes away: the next stored result prunes its entry.

@@ -1,4 +1,6 @@
-//! The one place this crate needs `unsafe`: the mount helper process.
+//! The one place this crate needs `unsafe`: the mount helper process, the
+//! process that holds a new user namespace while its maps are written, and
+//! `mount_setattr` (which rustix does not wrap).
 //!
 //! Docker mounts a stack too long for one page of mount data with paths
 //! relative to the home, from a process whose working directory is the
@@ -118,4 +120,159 @@ pub(crate) fn mount_from(dir: &CStr, source: &CStr, target: &CStr, fstype: &CStr
 /// An errno as an exit status (1..=255): errno values on Linux stay below 134.
 fn exit_code(errno: i32) -> i32 {
     if (1..=255).contains(&errno) { errno } else { 255 }
+}
+
+/// The child of [`userns_child`]: it closes its copy of the pipe's write
+/// end, then blocks reading the pipe until the parent closes its own
+/// (end of file) or dies, and exits. `arg` carries the two descriptors in
+/// its bits, so the child reads no memory the parent may change.
+extern "C" fn userns_waiter(arg: *mut c_void) -> c_int {
+    let fds = arg as usize;
+    let (read_fd, write_fd) = ((fds & 0xffff_ffff) as c_int, (fds >> 32) as c_int);
+    // SAFETY: raw system calls only, through `syscall` (not the libc
+    // wrappers: `read` is a cancellation point that touches the thread
+    // descriptor, which this child shares with the parent's thread). Both
+    // descriptors are open in the child's own copy of the table; neither
+    // call can fail on them, so `errno` (also shared) is never written.
+    // `_exit` ends the child without running anything of the parent's.
+    unsafe {
+        libc::syscall(libc::SYS_close, write_fd);
+        let mut byte = 0u8;
+        libc::syscall(libc::SYS_read, read_fd, &mut byte as *mut u8, 1usize);
+        libc::_exit(0)
+    }
+}
+
+/// A child process in a user namespace of its own, alive until this is
+/// dropped, which ends and reaps it.
+pub(crate) struct UsernsChild {
+    pid: rustix::process::Pid,
+    /// Our end of the pipe the child waits on; closing it wakes the child.
+    wake: Option<std::os::fd::OwnedFd>,
+    /// The child's stack: freed only after the child has exited.
+    _stack: Vec<u8>,
+}
+
+impl UsernsChild {
+    /// The child's process id (for `/proc/PID/uid_map` and `ns/user`).
+    pub(crate) fn pid(&self) -> rustix::process::Pid {
+        self.pid
+    }
+}
+
+impl Drop for UsernsChild {
+    fn drop(&mut self) {
+        drop(self.wake.take());
+        // The child exits at end of file; reap it (retrying interrupted waits).
+        while let Err(Errno::INTR) = rustix::process::waitpid(Some(self.pid), rustix::process::WaitOptions::empty()) {}
+    }
+}
+
+/// Starts a child in a new user namespace (`clone(CLONE_NEWUSER |
+/// CLONE_VM)`), which waits, doing nothing, until the returned handle is
+/// dropped. Its maps are empty: the caller writes them.
+///
+/// Like [`mount_from`]'s helper it shares our memory (no page tables are
+/// copied), but it runs alongside us, so it makes only raw system calls
+/// on values it got in its argument, with every signal blocked.
+pub(crate) fn userns_child() -> Result<UsernsChild, Errno> {
+    let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let (rfd, wfd) = (
+        std::os::fd::AsRawFd::as_raw_fd(&read_end),
+        std::os::fd::AsRawFd::as_raw_fd(&write_end),
+    );
+    // Descriptors are small non-negative ints; both fit in 32 bits.
+    let arg = ((rfd as u32 as usize) | ((wfd as u32 as usize) << 32)) as *mut c_void;
+    let mut stack = vec![0u8; CHILD_STACK];
+    // SAFETY: as in `mount_from`: the top of our own allocation, aligned.
+    let top = unsafe { stack.as_mut_ptr().add(CHILD_STACK) };
+    let top = ((top as usize) & !15) as *mut c_void;
+    // SAFETY: as in `mount_from`; the child inherits the full mask.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
+    // SAFETY: `userns_waiter` runs on `stack`, which lives in the returned
+    // handle until the child has been reaped; it reads nothing through
+    // `arg` (the descriptors are its bits). No CLONE_FILES: the child has
+    // its own descriptor table, so the pipe reaches end of file when we
+    // close our end or die, and the child never outlives us for long.
+    let pid = unsafe {
+        libc::clone(
+            userns_waiter,
+            top,
+            libc::CLONE_NEWUSER | libc::CLONE_VM | libc::SIGCHLD,
+            arg,
+        )
+    };
+    let clone_errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    // SAFETY: restores the mask saved above.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
+    drop(read_end);
+    if pid < 0 {
+        return Err(Errno::from_raw_os_error(clone_errno));
+    }
+    let pid = rustix::process::Pid::from_raw(pid).ok_or(Errno::CHILD)?;
+    Ok(UsernsChild {
+        pid,
+        wake: Some(write_end),
+        _stack: stack,
+    })
+}
+
+/// `struct mount_attr` of `<linux/mount.h>` (`MOUNT_ATTR_SIZE_VER0`).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `MOUNT_ATTR_RDONLY` of `<linux/mount.h>`.
+const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+/// `MOUNT_ATTR_IDMAP` of `<linux/mount.h>`.
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH, {MOUNT_ATTR_IDMAP |
+/// MOUNT_ATTR_RDONLY, userns_fd})`: makes the detached mount `mnt` (from
+/// `open_tree(OPEN_TREE_CLONE)`) show its files through the maps of the
+/// user namespace `userns`, read-only.
+///
+/// # References
+///  - [`mount_setattr(2)`](https://man7.org/linux/man-pages/man2/mount_setattr.2.html)
+pub(crate) fn mount_setattr_idmap(
+    mnt: std::os::fd::BorrowedFd<'_>,
+    userns: std::os::fd::BorrowedFd<'_>,
+) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    // SAFETY: both descriptors are borrowed (open for the call); the path
+    // is a NUL-terminated literal and `attr` a live struct of the size
+    // passed. The kernel only reads them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ));
+    }
+    Ok(())
 }

@@ -14,13 +14,21 @@ use std::time::Instant;
 struct Dataset {
     name: &'static str,
     /// (source dir, name inside the tar) pairs.
-    sources: Vec<(&'static str, &'static str)>,
+    sources: Vec<(String, &'static str)>,
 }
 
-fn datasets(quick: bool) -> Vec<Dataset> {
+/// Files of [`LARGE_FILE_MB`] in the "large" dataset.
+const LARGE_FILES: usize = 12;
+/// Size of each, MiB.
+const LARGE_FILE_MB: usize = 48;
+
+fn datasets(quick: bool, large: &Path) -> Vec<Dataset> {
     let small = Dataset {
         name: "10k",
-        sources: vec![("/usr/include", "include"), ("/usr/share/zoneinfo", "zoneinfo")],
+        sources: vec![
+            ("/usr/include".into(), "include"),
+            ("/usr/share/zoneinfo".into(), "zoneinfo"),
+        ],
     };
     if quick {
         return vec![small];
@@ -29,13 +37,31 @@ fn datasets(quick: bool) -> Vec<Dataset> {
         small,
         Dataset {
             name: "usr-share",
-            sources: vec![("/usr/share", "share")],
+            sources: vec![("/usr/share".into(), "share")],
         },
         Dataset {
             name: "100k",
-            sources: vec![("/usr/share", "a"), ("/usr/share", "b")],
+            sources: vec![("/usr/share".into(), "a"), ("/usr/share".into(), "b")],
+        },
+        Dataset {
+            name: "large",
+            sources: vec![(large.display().to_string(), "large")],
         },
     ]
+}
+
+/// Makes the "large" dataset's tree: a few files of random bytes (data
+/// that neither compresses nor dedups, as in a layer of binaries).
+fn make_large(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    for i in 0..LARGE_FILES {
+        sh(&format!(
+            "head -c {}M /dev/urandom > {}/blob{i}",
+            LARGE_FILE_MB,
+            dir.display()
+        ))?;
+    }
+    Ok(())
 }
 
 /// Mounts and scratch made for the run; all undone on drop.
@@ -172,7 +198,11 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<String, String> {
     );
     let fmt = |(m, n): Stat| format!("{m:.3} s ({n:.3})");
 
-    for d in datasets(quick) {
+    let large = s.dir.join("large-src");
+    if !quick {
+        make_large(&large)?;
+    }
+    for d in datasets(quick, &large) {
         let input = shm.join(format!("{}.tar", d.name));
         // A tree archived twice would make the second copy's files hard
         // links to the first's (and GNU tar's --transform then writes links
@@ -424,6 +454,11 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<String, String> {
         );
     }
 
+    let _ = std::fs::remove_dir_all(&large);
+    if !quick {
+        md.push_str(&five_layers(&ov, &mut s, &shm, runs)?);
+    }
+
     // Mount + umount by depth, against mount(8) of the same stack.
     let depths: &[usize] = if quick { &[1, 16] } else { &[1, 16, 128, 500] };
     let mnt = s.fresh_ext4("layers", "2G")?;
@@ -571,4 +606,106 @@ fn through_the_plugin(ov: &Path, home: &Path, n: usize) -> Result<String, String
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// `overlay2 import` of a five-layer `docker save` image (layers of about
+/// equal size, /usr/share's top directories dealt out by size) against
+/// GNU tar extracting its five layer tars one after another, each into
+/// its own directory as the layers' diff dirs are. Both into a fresh
+/// ext4; the row the parallel import is judged by.
+fn five_layers(ov: &Path, s: &mut Scratch, shm: &Path, runs: usize) -> Result<String, String> {
+    let img = shm.join("five");
+    std::fs::create_dir_all(&img).map_err(|e| e.to_string())?;
+    // Largest first into the lightest bin.
+    let listing = sh("du -sk /usr/share/* 2>/dev/null | sort -rn")?;
+    let mut bins: Vec<(u64, Vec<String>)> = vec![(0, Vec::new()); 5];
+    for line in listing.lines() {
+        let Some((kb, path)) = line.split_once('\t') else {
+            continue;
+        };
+        let kb: u64 = kb.trim().parse().unwrap_or(0);
+        let lightest = bins.iter_mut().min_by_key(|b| b.0).expect("five bins");
+        lightest.0 += kb;
+        lightest.1.push(path.trim_start_matches('/').to_owned());
+    }
+    let mut layers = Vec::new();
+    for (i, (_, paths)) in bins.iter().enumerate() {
+        let name = format!("layer{i}.tar");
+        sh(&format!(
+            "tar -cf {}/{name} -C / {} 2>/dev/null || true",
+            img.display(),
+            paths.join(" ")
+        ))?;
+        layers.push(name);
+    }
+    let mut diff_ids = Vec::new();
+    for l in &layers {
+        diff_ids.push(format!(
+            "\"sha256:{}\"",
+            sh(&format!("sha256sum {}/{l} | cut -d' ' -f1", img.display()))?
+        ));
+    }
+    std::fs::write(
+        img.join("config.json"),
+        format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
+            diff_ids.join(",")
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let quoted: Vec<String> = layers.iter().map(|l| format!("\"{l}\"")).collect();
+    std::fs::write(
+        img.join("manifest.json"),
+        format!(
+            r#"[{{"Config":"config.json","RepoTags":["five:latest"],"Layers":[{}]}}]"#,
+            quoted.join(",")
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let image = shm.join("five.tar");
+    sh(&format!(
+        "tar -cf {} -C {} manifest.json config.json {}",
+        image.display(),
+        img.display(),
+        layers.join(" ")
+    ))?;
+    let mb = std::fs::metadata(&image).map(|m| m.len() >> 20).unwrap_or(0);
+    let entries = sh(&format!(
+        "for l in {}/layer*.tar; do tar -tf $l; done | wc -l",
+        img.display()
+    ))?;
+    println!("==> five-layer image: {entries} entries, {mb} MB");
+    let mut extract = String::new();
+    for (i, l) in layers.iter().enumerate() {
+        let _ = write!(
+            extract,
+            "mkdir {{m}}/{i} && tar -xf {}/{l} -C {{m}}/{i} && ",
+            img.display()
+        );
+    }
+    extract.push_str("true");
+    let (o, b) = interleave(runs, |ours| {
+        if ours {
+            let mnt = s.fresh_ext4("ours", "6G")?;
+            time(&format!(
+                "{} --home {}/h import {}",
+                ov.display(),
+                mnt.display(),
+                image.display()
+            ))
+        } else {
+            let mnt = s.fresh_ext4("tar", "6G")?;
+            time(&extract.replace("{m}", &mnt.display().to_string()))
+        }
+    })?;
+    let _ = std::fs::remove_file(&image);
+    let _ = std::fs::remove_dir_all(&img);
+    Ok(format!(
+        "| five layers ({entries} entries, {mb} MB) | `overlay2 import` of a 5-layer `docker save` tar vs `tar -xf` of its 5 layers one after another | {:.3} s ({:.3}) | {:.3} s ({:.3}) | {:.2} |\n",
+        o.0,
+        o.1,
+        b.0,
+        b.1,
+        o.0 / b.0
+    ))
 }

@@ -7,7 +7,7 @@
 //! | `test` | `cargo nextest run --workspace --no-fail-fast` and the doctests |
 //! | `bench [--quick] [--compare-only]` | criterion, then the `overlay2` command beside GNU tools, into BENCHMARKS.md |
 //! | `package` | `cargo package --workspace --allow-dirty`, excluding xtask and benches |
-//! | `fuzz [--seconds N]` | `cargo fuzz run import` in `crates/overlay-archive` for N seconds (default 60), installing cargo-fuzz first if missing |
+//! | `fuzz [--seconds N] [--target T]` | `cargo fuzz run T` (`import`, or `gnu_oracle` as root in its own mount namespace) in `crates/overlay-archive` for N seconds (default 60), installing cargo-fuzz first if missing (module `fuzz`) |
 //! | `vm-test [--timeout S]` | the quota tests in a VM booting Debian's kernel, which has XFS quotas (module `vm`) |
 //!
 //! Every task runs `cargo` (the one that started `xtask`, from `$CARGO`) in
@@ -40,9 +40,11 @@ Tasks:
                    criterion (cargo bench -p benches), then overlay2 beside tar, du,
                    rsync and mount(8) on real trees, written into BENCHMARKS.md
   package          cargo package --workspace (all but xtask and benches), verified
-  fuzz [--seconds N]
-                   cargo fuzz run import (crates/overlay-archive) for N seconds (default 60),
-                   on the stable toolchain with RUSTC_BOOTSTRAP=1; installs cargo-fuzz if missing
+  fuzz [--seconds N] [--target import|gnu_oracle]
+                   cargo fuzz run TARGET (default import; crates/overlay-archive) for N seconds
+                   (default 60), on the stable toolchain with RUSTC_BOOTSTRAP=1; installs cargo-fuzz
+                   if missing. gnu_oracle (GNU tar as the oracle) needs root and runs in a private
+                   mount namespace with a tmpfs for what it extracts
   vm-test [--timeout SECONDS]
                    the overlay-quota tests with OVERLAY_QUOTA_VM=1 inside a VM (qemu, TCG) that
                    boots Debian's linux-image-amd64 (XFS and ext4 project quotas); downloads the
@@ -58,13 +60,6 @@ Tasks:
 /// The crates `cargo xtask package` never packages, whatever their manifest
 /// says: development tooling that is not part of the product.
 const NEVER_PACKAGED: [&str; 2] = ["xtask", "benches"];
-
-/// The crate whose cargo-fuzz project (`fuzz/`) `cargo xtask fuzz` runs,
-/// relative to the workspace root.
-const FUZZ_CRATE: &str = "crates/overlay-archive";
-
-/// How long `cargo xtask fuzz` fuzzes without `--seconds`.
-const FUZZ_DEFAULT_SECONDS: u64 = 60;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -85,7 +80,7 @@ fn main() -> ExitCode {
         Task::Test => run_steps(&root, &test_steps(&root)),
         Task::Bench { quick, compare_only } => bench(&root, quick, compare_only),
         Task::Package => package(&root),
-        Task::Fuzz { seconds } => fuzz(&root, seconds),
+        Task::Fuzz { seconds, target } => fuzz::fuzz(&root, seconds, target),
         Task::VmTest { timeout } => vm::vm_test(&root, Duration::from_secs(timeout)),
         Task::ContainerdSuite => containerd_suite(&root),
     };
@@ -116,10 +111,12 @@ enum Task {
     },
     /// `cargo xtask package`.
     Package,
-    /// `cargo xtask fuzz [--seconds N]`.
+    /// `cargo xtask fuzz [--seconds N] [--target T]`.
     Fuzz {
         /// libFuzzer's `-max_total_time`.
         seconds: u64,
+        /// The cargo-fuzz target.
+        target: &'static str,
     },
     /// `cargo xtask containerd-suite`.
     ContainerdSuite,
@@ -154,8 +151,8 @@ fn parse_args(args: &[String]) -> Result<Task, String> {
             return Ok(Task::Bench { quick, compare_only });
         }
         "fuzz" => {
-            let seconds = seconds_option(rest, "fuzz", "--seconds")?.unwrap_or(FUZZ_DEFAULT_SECONDS);
-            return Ok(Task::Fuzz { seconds });
+            let (seconds, target) = fuzz::parse(rest)?;
+            return Ok(Task::Fuzz { seconds, target });
         }
         "vm-test" => {
             let timeout = seconds_option(rest, "vm-test", "--timeout")?.unwrap_or(vm::DEFAULT_TIMEOUT_SECS);
@@ -515,55 +512,7 @@ fn package(root: &Path) -> Result<(), Failure> {
     run_steps(root, &[Step::cargo("package", &args)])
 }
 
-/// The steps of `cargo xtask fuzz`: installing cargo-fuzz when `cargo fuzz`
-/// is missing, then its `import` target for `seconds`.
-///
-/// cargo-fuzz passes nightly-only `-Z` flags (`-Zsanitizer=address`) to
-/// rustc; the workspace's toolchain is stable, so the run sets
-/// `RUSTC_BOOTSTRAP=1`, which makes stable rustc accept them. New inputs go
-/// to `fuzz/corpus/import` (ignored by git), the committed seeds are read
-/// from `fuzz/seeds/import`, crashes land in `fuzz/artifacts/import`.
-fn fuzz_steps(installed: bool, seconds: u64) -> Vec<Step> {
-    let mut steps = Vec::new();
-    if !installed {
-        steps.push(Step::cargo("install", &["install", "cargo-fuzz", "--locked"]));
-    }
-    let max_time = format!("-max_total_time={seconds}");
-    steps.push(
-        Step::cargo(
-            "fuzz",
-            &[
-                "fuzz",
-                "run",
-                "import",
-                "fuzz/corpus/import",
-                "fuzz/seeds/import",
-                "--",
-                &max_time,
-            ],
-        )
-        .with_env("RUSTC_BOOTSTRAP", "1")
-        .in_dir(FUZZ_CRATE),
-    );
-    steps
-}
-
-/// `cargo xtask fuzz [--seconds N]`: fuzzes the tar import for a bounded
-/// time. Not part of `ci`: its outcome depends on the time it is given.
-fn fuzz(root: &Path, seconds: u64) -> Result<(), Failure> {
-    let installed = has_subcommand(root, "fuzz");
-    if !installed {
-        println!("note: `cargo fuzz` is not installed: installing it first (cargo install cargo-fuzz --locked)");
-    }
-    // libFuzzer writes new inputs to the first corpus directory and stops
-    // if it does not exist.
-    let corpus = root.join(FUZZ_CRATE).join("fuzz/corpus/import");
-    if let Err(error) = std::fs::create_dir_all(&corpus) {
-        println!("note: could not create {}: {error}", corpus.display());
-    }
-    run_steps(root, &fuzz_steps(installed, seconds))
-}
-
+mod fuzz;
 mod vm;
 
 #[cfg(test)]
@@ -601,14 +550,19 @@ mod tests {
                 compare_only: false
             })
         );
-        assert_eq!(parse_args(&args(&["fuzz"])), Ok(Task::Fuzz { seconds: 60 }));
         assert_eq!(
-            parse_args(&args(&["fuzz", "--seconds", "5"])),
-            Ok(Task::Fuzz { seconds: 5 })
+            parse_args(&args(&["fuzz"])),
+            Ok(Task::Fuzz {
+                seconds: 60,
+                target: "import"
+            })
         );
         assert_eq!(
-            parse_args(&args(&["fuzz", "--seconds=300"])),
-            Ok(Task::Fuzz { seconds: 300 })
+            parse_args(&args(&["fuzz", "--seconds", "5", "--target", "gnu_oracle"])),
+            Ok(Task::Fuzz {
+                seconds: 5,
+                target: "gnu_oracle"
+            })
         );
         assert_eq!(parse_args(&args(&["vm-test"])), Ok(Task::VmTest { timeout: 300 }));
         assert_eq!(
@@ -637,21 +591,6 @@ mod tests {
         assert!(parse_args(&args(&["vm-test", "--seconds", "5"])).is_err());
         assert!(parse_args(&args(&["vm-test", "--timeoutx=5"])).is_err());
         assert!(parse_args(&args(&["fuzz", "--timeout", "5"])).is_err());
-    }
-
-    #[test]
-    fn fuzz_runs_the_import_target_on_stable() {
-        let steps = fuzz_steps(true, 42);
-        assert_eq!(steps.len(), 1);
-        assert_eq!(
-            steps[0].display(),
-            "cd crates/overlay-archive && RUSTC_BOOTSTRAP=\"1\" cargo fuzz run import \
-             fuzz/corpus/import fuzz/seeds/import -- -max_total_time=42"
-        );
-        let steps = fuzz_steps(false, 60);
-        assert_eq!(steps[0].display(), "cargo install cargo-fuzz --locked");
-        assert!(workspace_root().join(FUZZ_CRATE).join("fuzz/Cargo.toml").is_file());
-        assert!(workspace_root().join(FUZZ_CRATE).join("fuzz/seeds/import").is_dir());
     }
 
     #[test]

@@ -1,13 +1,25 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus of the `import` fuzz target: small layer tars in
-each header format, with the entries that reach import's interesting paths
-(whiteouts, opaque markers, symlinks, hard links, devices, PAX records, long
-names) and a few hostile ones. Run from this directory; the output is
-committed, so running it again is only needed to change the seeds."""
+"""Writes the seed corpus of the fuzz targets.
+
+`import/`: small layer tars in each header format, with the entries that
+reach import's interesting paths (whiteouts, opaque markers, symlinks, hard
+links, devices, PAX records, long names) and a few hostile ones.
+
+`tools/`: one small tree (a long name whose first 100 bytes end in '/', a
+symlink, a hard link, a fifo, a device, a sparse file, an id over 2^21, an
+xattr) archived by the real tools: GNU tar in each format and each sparse
+form, bsdtar, busybox tar and Python's tarfile, each that is installed.
+Needs root for the device, the owner and the trusted.* xattr.
+
+Run from this directory; the output is committed, so running it again is
+only needed to change the seeds."""
 
 import io
 import os
+import shutil
+import subprocess
 import tarfile
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -92,3 +104,68 @@ write(
         info("../escape", data=b"x"),
     ],
 )
+
+
+def trimmed(data):
+    """The tar without its padding to a record: two zero blocks end it."""
+    data = data.rstrip(b"\0")
+    return data + b"\0" * (-len(data) % 512) + b"\0" * 1024
+
+
+def tool_tree(root):
+    os.makedirs(os.path.join(root, "t", "d" * 97))
+    with open(os.path.join(root, "t", "d" * 97, "service.proto"), "wb") as f:
+        f.write(b"syntax\n")
+    with open(os.path.join(root, "t", "file"), "wb") as f:
+        f.write(b"data\n")
+    os.link(os.path.join(root, "t", "file"), os.path.join(root, "t", "hard"))
+    os.symlink("file", os.path.join(root, "t", "sym"))
+    os.mkfifo(os.path.join(root, "t", "fifo"))
+    with open(os.path.join(root, "t", "sparse"), "wb") as f:
+        f.seek(4096)
+        f.write(b"x" * 512)
+        f.truncate(12288)
+    if os.geteuid() == 0:
+        os.mknod(os.path.join(root, "t", "null"), 0o20644, os.makedev(1, 3))
+        os.chown(os.path.join(root, "t", "file"), 3000000, 3000000)
+        os.setxattr(os.path.join(root, "t", "file"), "trusted.t", b"1")
+        os.setxattr(os.path.join(root, "t", "sym"), "trusted.s", b"2", follow_symlinks=False)
+    os.setxattr(os.path.join(root, "t", "file"), "user.u", b"3")
+    for dirpath, dirnames, filenames in os.walk(os.path.join(root, "t"), topdown=False):
+        for name in filenames + dirnames + [""]:
+            os.utime(os.path.join(dirpath, name), (1600000000, 1600000000), follow_symlinks=False)
+
+
+def tools():
+    out = os.path.join(HERE, "tools")
+    os.makedirs(out, exist_ok=True)
+    commands = {
+        "gnu-tar-gnu-sparse.tar": ["tar", "--format=gnu", "-S", "-cf", "-", "t"],
+        "gnu-tar-oldgnu-sparse.tar": ["tar", "--format=oldgnu", "-S", "-cf", "-", "t"],
+        "gnu-tar-posix-sparse-1.0.tar": ["tar", "--format=posix", "-S", "--xattrs", "--xattrs-include=*", "-cf", "-", "t"],
+        "gnu-tar-posix-sparse-0.1.tar": ["tar", "--format=posix", "-S", "--sparse-version=0.1", "-cf", "-", "t"],
+        "gnu-tar-posix-sparse-0.0.tar": ["tar", "--format=posix", "-S", "--sparse-version=0.0", "-cf", "-", "t"],
+        # ustar holds no id over 2^21 - 1: the tree without t/file, t/hard.
+        "gnu-tar-ustar.tar": ["tar", "--format=ustar", "-cf", "-", "t/" + "d" * 97, "t/sym", "t/fifo", "t/sparse"],
+        "bsdtar-pax.tar": ["bsdtar", "--format=pax", "-cf", "-", "t"],
+        "bsdtar-gnutar.tar": ["bsdtar", "--format=gnutar", "-cf", "-", "t"],
+        "busybox.tar": ["busybox", "tar", "-cf", "-", "t"],
+    }
+    with tempfile.TemporaryDirectory() as root:
+        tool_tree(root)
+        for name, cmd in commands.items():
+            if shutil.which(cmd[0]) is None:
+                print(f"skipped {name}: {cmd[0]} is not installed")
+                continue
+            data = subprocess.run(cmd, cwd=root, check=True, capture_output=True).stdout
+            with open(os.path.join(out, name), "wb") as f:
+                f.write(trimmed(data))
+        for name, fmt in [("python-gnu.tar", tarfile.GNU_FORMAT), ("python-pax.tar", tarfile.PAX_FORMAT)]:
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w", format=fmt) as t:
+                t.add(os.path.join(root, "t"), arcname="t")
+            with open(os.path.join(out, name), "wb") as f:
+                f.write(trimmed(buf.getvalue()))
+
+
+tools()

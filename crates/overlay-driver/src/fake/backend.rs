@@ -10,8 +10,9 @@ use overlay_fs::{ErrorKind, Fs, MemFs};
 use parking_lot::Mutex;
 
 use super::OverlayFs;
+use super::idmapped::IdMappedFs;
 use super::quota::QuotaFs;
-use crate::backend::{Backend, Capabilities, MountRequest};
+use crate::backend::{Backend, Capabilities, IdMapSupport, MountRequest};
 use crate::error::{DriverError, Result};
 
 /// The home and the mounts of the fake backend.
@@ -67,6 +68,7 @@ impl FakeBackend {
                 naive_reason: None,
                 quota: Err("the in-memory fake keeps no quotas".into()),
                 index_off: true,
+                id_map: IdMapSupport::Mounts,
             },
         }
     }
@@ -84,6 +86,14 @@ impl FakeBackend {
     pub fn with_naive_diff(mut self) -> Self {
         self.caps.native_diff = false;
         self.caps.naive_reason = Some("forced by the test".into());
+        self
+    }
+
+    /// Runs the driver as if the kernel could not id-map overlay lowers
+    /// ([`IdMapSupport::Copy`]: layers with maps get chowned copies) or
+    /// could not id-map at all ([`IdMapSupport::Unsupported`]).
+    pub fn with_id_map_support(mut self, support: IdMapSupport) -> Self {
+        self.caps.id_map = support;
         self
     }
 
@@ -134,9 +144,20 @@ impl Backend for FakeBackend {
                 "the in-memory fake has no SELinux labels".into(),
             ));
         }
+        if req.id_map.is_some() && self.caps.id_map != IdMapSupport::Mounts {
+            let id = req.target.parent().map(|p| p.display().to_string()).unwrap_or_default();
+            return Err(crate::backend::cannot_mount_idmapped(&id, &self.caps));
+        }
+        let maps = req.id_map.as_ref().map(|m| Arc::new(m.maps.clone()));
         let mut lowers = Vec::with_capacity(req.lowers.len());
-        for l in &req.lowers {
-            lowers.push(self.home.subtree(&self.resolve(l)?)?);
+        for (i, l) in req.lowers.iter().enumerate() {
+            let tree = self.home.subtree(&self.resolve(l)?)?;
+            lowers.push(match (&maps, &req.id_map) {
+                (Some(maps), Some(m)) if m.mapped.get(i) == Some(&true) => {
+                    Arc::new(IdMappedFs::new(tree, maps.clone())) as Arc<dyn Fs>
+                }
+                _ => tree,
+            });
         }
         let upper = match &req.upper {
             Some((upper, work)) => {

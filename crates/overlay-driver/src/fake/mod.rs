@@ -1,6 +1,7 @@
 //! The fake backend's pieces: an in-memory home and a model of overlayfs.
 
 mod backend;
+mod idmapped;
 mod merged;
 mod quota;
 
