@@ -136,8 +136,13 @@ pub fn import(fs: &dyn Fs, reader: impl Read, opts: &ImportOptions) -> Result<Im
     }
     let shared = Shared::default();
     std::thread::scope(|scope| {
-        let pool = Pool::start(scope, &applier, &shared, workers);
-        Importer::new(&applier, opts, &exclude, Some(pool)).run(reader)
+        let (pool, workers) = Pool::start(scope, &applier, &shared, workers);
+        let result = Importer::new(&applier, opts, &exclude, Some(pool)).run(reader);
+        for w in workers {
+            // A panic in a worker is caught and reported as its failure.
+            let _ = w.join();
+        }
+        result
     })
 }
 

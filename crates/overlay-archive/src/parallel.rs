@@ -14,7 +14,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::thread::Scope;
+use std::thread::{Scope, ScopedJoinHandle};
 
 use crossbeam::channel::{Receiver, Sender, bounded};
 
@@ -73,30 +73,37 @@ impl<'a> Pool<'a> {
     pub const DONE: Seq = Seq::MAX;
 
     /// Starts `workers` threads in `scope`, applying with `applier`.
+    ///
+    /// The caller joins the returned handles after [`finish`](Self::finish):
+    /// the scope alone would count a worker done before its thread-local
+    /// destructors ran (LeakSanitizer in the fuzz target saw them).
     pub fn start<'s, 'env: 's>(
         scope: &'s Scope<'s, 'env>,
         applier: &'env Applier<'env>,
         shared: &'a Shared,
         workers: usize,
-    ) -> Self
+    ) -> (Self, Vec<ScopedJoinHandle<'s, ()>>)
     where
         'a: 's,
     {
         let (jobs_tx, jobs_rx) = bounded::<(Seq, Vec<Job>)>(workers * 2);
         let (spare_tx, spare_rx) = bounded::<Vec<u8>>(BATCH * (workers * 3 + 1));
-        for _ in 0..workers {
-            let jobs_rx = jobs_rx.clone();
-            let spare_tx = spare_tx.clone();
-            scope.spawn(move || work(applier, shared, &jobs_rx, &spare_tx));
-        }
-        Self {
+        let handles = (0..workers)
+            .map(|_| {
+                let jobs_rx = jobs_rx.clone();
+                let spare_tx = spare_tx.clone();
+                scope.spawn(move || work(applier, shared, &jobs_rx, &spare_tx))
+            })
+            .collect();
+        let pool = Self {
             jobs: Some(jobs_tx),
             spare: spare_rx,
             shared,
             batch: Vec::with_capacity(BATCH),
             bytes: 0,
             next: 0,
-        }
+        };
+        (pool, handles)
     }
 
     /// Has a worker failed? (Then the import stops reading.)
