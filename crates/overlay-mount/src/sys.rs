@@ -31,6 +31,48 @@ struct Job<'a> {
 /// Bytes of stack for the child: it calls three system calls.
 const CHILD_STACK: usize = 64 * 1024;
 
+/// A stack for a `clone` child: the allocation, to keep until the child
+/// is done with it, and its top (stacks grow down), 16-byte aligned.
+fn child_stack() -> (Vec<u8>, *mut c_void) {
+    let mut stack = vec![0u8; CHILD_STACK];
+    // SAFETY: one past the end of our own allocation, which `add` allows.
+    let top = unsafe { stack.as_mut_ptr().add(CHILD_STACK) };
+    (stack, ((top as usize) & !15) as *mut c_void)
+}
+
+/// `clone(f, top, flags, arg)` with every signal blocked on this thread
+/// while it runs: the child inherits the mask, so no signal handler runs
+/// in it on the memory it shares with us. Returns clone's result and, if
+/// it failed, its errno.
+///
+/// # Safety
+///
+/// `top` is the top of a stack that stays allocated as long as the child
+/// runs on it, and `f` may do with `arg` only what stays valid for that
+/// long (see each caller).
+unsafe fn clone_with_signals_blocked(
+    f: extern "C" fn(*mut c_void) -> c_int,
+    top: *mut c_void,
+    flags: c_int,
+    arg: *mut c_void,
+) -> (c_int, i32) {
+    // SAFETY: plain libc signal-set calls on local, initialised sets.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
+    // SAFETY: the caller's promises about `top`, `f` and `arg`.
+    let pid = unsafe { libc::clone(f, top, flags, arg) };
+    let clone_errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    // SAFETY: restores the mask saved above.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
+    (pid, clone_errno)
+}
+
 extern "C" fn child(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` points to the parent's `Job`, alive because the parent
     // is suspended (CLONE_VFORK) until this process exits. Only raw system
@@ -65,37 +107,18 @@ pub(crate) fn mount_from(dir: &CStr, source: &CStr, target: &CStr, fstype: &CStr
         fstype,
         data,
     };
-    let mut stack = vec![0u8; CHILD_STACK];
-    // SAFETY: the pointer stays inside `stack`; stacks grow down, so the
-    // child starts at the (16-byte aligned) top.
-    let top = unsafe { stack.as_mut_ptr().add(CHILD_STACK) };
-    let top = ((top as usize) & !15) as *mut c_void;
-
-    // SAFETY: plain libc signal-set calls on local, initialised sets.
-    // Blocking every signal keeps handlers (which would run on our shared
-    // memory) out of the child; it inherits the mask.
-    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-    }
-    // SAFETY: `child` runs on its own stack with a pointer to `job`, which
+    let (stack, top) = child_stack();
+    // SAFETY: `child` runs on `stack` with a pointer to `job`, which
     // outlives it (CLONE_VFORK suspends us until the child exits);
     // SIGCHLD makes it an ordinary child for waitpid.
-    let pid = unsafe {
-        libc::clone(
+    let (pid, clone_errno) = unsafe {
+        clone_with_signals_blocked(
             child,
             top,
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             &job as *const Job<'_> as *mut c_void,
         )
     };
-    let clone_errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    // SAFETY: restores the mask saved above.
-    unsafe {
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-    }
     drop(stack);
     if pid < 0 {
         return Err(Errno::from_raw_os_error(clone_errno));
@@ -183,35 +206,20 @@ pub(crate) fn userns_child() -> Result<UsernsChild, Errno> {
     );
     // Descriptors are small non-negative ints; both fit in 32 bits.
     let arg = ((rfd as u32 as usize) | ((wfd as u32 as usize) << 32)) as *mut c_void;
-    let mut stack = vec![0u8; CHILD_STACK];
-    // SAFETY: as in `mount_from`: the top of our own allocation, aligned.
-    let top = unsafe { stack.as_mut_ptr().add(CHILD_STACK) };
-    let top = ((top as usize) & !15) as *mut c_void;
-    // SAFETY: as in `mount_from`; the child inherits the full mask.
-    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-    }
+    let (stack, top) = child_stack();
     // SAFETY: `userns_waiter` runs on `stack`, which lives in the returned
     // handle until the child has been reaped; it reads nothing through
     // `arg` (the descriptors are its bits). No CLONE_FILES: the child has
     // its own descriptor table, so the pipe reaches end of file when we
     // close our end or die, and the child never outlives us for long.
-    let pid = unsafe {
-        libc::clone(
+    let (pid, clone_errno) = unsafe {
+        clone_with_signals_blocked(
             userns_waiter,
             top,
             libc::CLONE_NEWUSER | libc::CLONE_VM | libc::SIGCHLD,
             arg,
         )
     };
-    let clone_errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    // SAFETY: restores the mask saved above.
-    unsafe {
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-    }
     drop(read_end);
     if pid < 0 {
         return Err(Errno::from_raw_os_error(clone_errno));
