@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Child;
 
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -16,97 +16,13 @@ pub const JOBS: &str = "OVERLAY2_IMPORT_JOBS";
 
 // ---------------------------------------------------------------- harness
 
-/// A temporary home; dropping it unmounts whatever it has mounted.
-pub struct Home {
-    pub path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Home {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["cleanup"]).output();
-    }
-}
-
-/// What one run of the binary did.
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn from(o: Output) -> Self {
-        Self {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    }
-
-    #[track_caller]
-    pub fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "stderr: {}\nstdout: {}", self.stderr, self.stdout);
-        self
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
-    }
-}
+pub use crate::home::{Home, Run};
 
 impl Home {
-    /// A fresh home, or `None` (the reason printed) where the binary cannot
-    /// work: not root, or no overlayfs.
-    pub fn new(test: &str) -> Option<Self> {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("skipped {test}: needs root (mounts overlayfs)");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let home = Self {
-            path: dir.path().join("home"),
-            _dir: dir,
-        };
-        let status = home.run(&["status"]);
-        if status.code != 0 {
-            eprintln!("skipped {test}: the driver cannot run here: {}", status.stderr.trim());
-            return None;
-        }
-        Some(home)
-    }
-
-    pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_overlay2"));
-        c.arg("--home")
-            .arg(&self.path)
-            .args(args)
-            .env_remove("OVERLAY2_HOME")
-            .env_remove(JOBS)
-            .stdin(Stdio::null());
-        c
-    }
-
-    pub fn run(&self, args: &[&str]) -> Run {
-        Run::from(self.cmd(args).output().unwrap())
-    }
-
     /// `import IMAGE` applying `jobs` layers at once.
     pub fn import(&self, image: &Path, jobs: usize) -> Run {
         let mut c = self.cmd(&["--json", "import", image.to_str().unwrap()]);
         Run::from(c.env(JOBS, jobs.to_string()).output().unwrap())
-    }
-
-    pub fn layers(&self) -> Vec<String> {
-        let v = self.run(&["--json", "ls"]).ok().json();
-        let mut ids: Vec<String> = v["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["id"].as_str().unwrap().to_owned())
-            .collect();
-        ids.sort();
-        ids
     }
 
     /// Layer ids with an import marker, sorted.
@@ -138,25 +54,6 @@ impl Home {
         }
         out.sort();
         out
-    }
-
-    pub fn diff(&self, id: &str) -> PathBuf {
-        self.path.join(id).join("diff")
-    }
-
-    /// `check` finds nothing, and the home root holds nothing but `l/`
-    /// and layers (no marker, no scratch).
-    #[track_caller]
-    pub fn assert_clean(&self) {
-        let c = self.run(&["--json", "check"]);
-        assert_eq!(c.code, 0, "check: {} {}", c.stdout, c.stderr);
-        let layers = self.layers();
-        let stray: Vec<String> = std::fs::read_dir(&self.path)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n != "l" && n != "backingFsBlockDev" && !layers.contains(n))
-            .collect();
-        assert_eq!(stray, Vec::<String>::new(), "nothing but layers in the home");
     }
 }
 

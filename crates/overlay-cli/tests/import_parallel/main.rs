@@ -11,6 +11,8 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod harness;
+#[path = "../home/mod.rs"]
+mod home;
 
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::Path;
