@@ -9,70 +9,29 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::process::Command;
 
-struct Home {
-    path: PathBuf,
-    _dir: tempfile::TempDir,
-}
+mod home;
 
-impl Drop for Home {
-    fn drop(&mut self) {
-        let _ = self.run(&["cleanup"]);
-    }
-}
-
-impl Home {
-    fn new() -> Option<Self> {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("skipped: mounting needs root");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        Some(Self {
-            path: dir.path().join("home"),
-            _dir: dir,
-        })
-    }
-
-    /// Exit status, stdout, stderr.
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let o = Command::new(env!("CARGO_BIN_EXE_overlay2"))
-            .arg("--home")
-            .arg(&self.path)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-            String::from_utf8_lossy(&o.stderr).trim().to_owned(),
-        )
-    }
-
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> String {
-        let (code, out, err) = self.run(args);
-        assert_eq!(code, 0, "{args:?}: {err}");
-        out
-    }
-}
+use home::Home;
 
 #[test]
 fn create_with_maps_shows_the_image_shifted_and_refuses_bad_maps() {
-    let Some(h) = Home::new() else { return };
-    h.ok(&["create", "base"]);
-    let base = h.ok(&["mount", "base"]);
+    let Some(h) = Home::new("create_with_maps_shows_the_image_shifted_and_refuses_bad_maps") else {
+        return;
+    };
+    let ok = |args: &[&str]| h.run(args).ok().line();
+    ok(&["create", "base"]);
+    let base = ok(&["mount", "base"]);
     std::fs::write(PathBuf::from(&base).join("f"), b"x").unwrap();
     std::os::unix::fs::lchown(PathBuf::from(&base).join("f"), Some(1000), Some(2000)).unwrap();
-    let status = h.ok(&["status"]);
+    let status = ok(&["status"]);
     let line = status.lines().find(|l| l.starts_with("Id-mapped layers: ")).unwrap();
     if !line.contains("id-mapped lowers") {
         eprintln!("skipped: {line}");
         return;
     }
     // Two ranges per map, gid map given apart.
-    h.ok(&[
+    ok(&[
         "create",
         "c",
         "--parent",
@@ -86,12 +45,12 @@ fn create_with_maps_shows_the_image_shifted_and_refuses_bad_maps() {
         "0:200000:65536",
     ]);
     // Without --gidmap, the uid map serves for gids.
-    h.ok(&["create", "d", "--parent", "base", "--rw", "--uidmap", "0:400000:65536"]);
+    ok(&["create", "d", "--parent", "base", "--rw", "--uidmap", "0:400000:65536"]);
     for (id, uid, gid) in [("c", 300_000, 202_000), ("d", 401_000, 402_000)] {
-        let merged = PathBuf::from(h.ok(&["mount", id]));
+        let merged = PathBuf::from(ok(&["mount", id]));
         let md = std::fs::symlink_metadata(merged.join("f")).unwrap();
         assert_eq!((md.uid(), md.gid()), (uid, gid), "{id}");
-        h.ok(&["umount", id]);
+        ok(&["umount", id]);
     }
     assert_eq!(std::fs::metadata(PathBuf::from(&base).join("f")).unwrap().uid(), 1000);
 
@@ -119,11 +78,9 @@ fn create_with_maps_shows_the_image_shifted_and_refuses_bad_maps() {
     ] {
         let mut all = vec!["create", "bad", "--parent", "base", "--rw"];
         all.extend_from_slice(args);
-        let (got, _, err) = h.run(&all);
-        assert_eq!(got, code, "{args:?}: {err}");
-        assert!(err.contains(says), "{args:?}: {err}");
+        h.run(&all).fails(code, says);
         assert_eq!(layers(), before, "{args:?} changed the home");
     }
-    h.ok(&["rm", "c"]);
-    h.ok(&["rm", "d"]);
+    ok(&["rm", "c"]);
+    ok(&["rm", "d"]);
 }

@@ -1,5 +1,5 @@
 //! The harness the tests that drive the real `overlay2` binary on a
-//! temporary home share (`cli.rs`, `import_parallel`): a home cleaned up
+//! temporary home share (`cli.rs`, `idmap.rs`, `import_parallel`): a home cleaned up
 //! by a drop guard, and what one run of the binary did.
 #![allow(dead_code, clippy::unwrap_used)]
 
