@@ -309,7 +309,7 @@ impl<'a> Importer<'a> {
                 match &self.pool {
                     Some(pool) if matches!(ready, Ready::Free) && h.size <= WORKER_FILE_MAX && h.sparse.is_none() => {
                         let mut data = pool.buffer();
-                        read_all(tar, &mut data)?;
+                        tar.data_to_end(&mut data)?;
                         self.hand_over(index, name, path.clone(), meta, Make::File(data))
                     }
                     _ => {
@@ -468,18 +468,6 @@ impl<'a> Importer<'a> {
             pool.wait_all();
         }
     }
-}
-
-/// Reads the rest of the current entry's data into `data`.
-fn read_all<R: Read>(tar: &mut TarReader<R>, data: &mut Vec<u8>) -> Result<()> {
-    let len = usize::try_from(tar.left()).unwrap_or(usize::MAX);
-    data.resize(len, 0);
-    let mut got = 0;
-    while tar.left() > 0 {
-        got += tar.data(&mut data[got..])?;
-    }
-    data.truncate(got);
-    Ok(())
 }
 
 /// Turns an entry name into a relative path, or refuses it. `None` is the

@@ -477,6 +477,22 @@ impl<R: Read> TarReader<R> {
         Ok(n)
     }
 
+    /// Appends the rest of the current entry's data to `out`, reading
+    /// into its spare capacity (no zero-fill first, as `data` into a
+    /// slice would need).
+    pub(crate) fn data_to_end(&mut self, out: &mut Vec<u8>) -> Result<()> {
+        out.reserve_exact(usize::try_from(self.left).unwrap_or(0));
+        let got = (&mut self.r)
+            .take(self.left)
+            .read_to_end(out)
+            .map_err(ArchiveError::Read)?;
+        self.left -= got as u64;
+        if self.left > 0 {
+            return Err(truncated("file data"));
+        }
+        Ok(())
+    }
+
     /// Data bytes of the current entry not yet read.
     pub(crate) fn left(&self) -> u64 {
         self.left
