@@ -368,24 +368,13 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<String, String> {
             "mkdir -p {0}/l2/etc && echo top > {0}/l2/etc/top && tar -cf {0}/layer2.tar -C {0}/l2 etc",
             img.display()
         ))?;
-        let digest = |f: &str| sh(&format!("sha256sum {}/{f} | cut -d' ' -f1", img.display()));
-        let (d1, d2) = (digest("layer1.tar")?, digest("layer2.tar")?);
-        std::fs::write(
-            img.join("config.json"),
-            format!(r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["sha256:{d1}","sha256:{d2}"]}}}}"#),
-        )
-        .map_err(|e| e.to_string())?;
-        std::fs::write(
-            img.join("manifest.json"),
-            r#"[{"Config":"config.json","RepoTags":["bench:latest"],"Layers":["layer1.tar","layer2.tar"]}]"#,
-        )
-        .map_err(|e| e.to_string())?;
         let image = shm.join("image.tar");
-        sh(&format!(
-            "tar -cf {} -C {} manifest.json config.json layer1.tar layer2.tar",
-            image.display(),
-            img.display()
-        ))?;
+        docker_save(
+            &img,
+            &["layer1.tar".into(), "layer2.tar".into()],
+            "bench:latest",
+            &image,
+        )?;
         let _ = std::fs::remove_dir_all(&img);
         let (o, b) = interleave(runs, |ours| {
             if ours {
@@ -638,37 +627,8 @@ fn five_layers(ov: &Path, s: &mut Scratch, shm: &Path, runs: usize) -> Result<St
         ))?;
         layers.push(name);
     }
-    let mut diff_ids = Vec::new();
-    for l in &layers {
-        diff_ids.push(format!(
-            "\"sha256:{}\"",
-            sh(&format!("sha256sum {}/{l} | cut -d' ' -f1", img.display()))?
-        ));
-    }
-    std::fs::write(
-        img.join("config.json"),
-        format!(
-            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
-            diff_ids.join(",")
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    let quoted: Vec<String> = layers.iter().map(|l| format!("\"{l}\"")).collect();
-    std::fs::write(
-        img.join("manifest.json"),
-        format!(
-            r#"[{{"Config":"config.json","RepoTags":["five:latest"],"Layers":[{}]}}]"#,
-            quoted.join(",")
-        ),
-    )
-    .map_err(|e| e.to_string())?;
     let image = shm.join("five.tar");
-    sh(&format!(
-        "tar -cf {} -C {} manifest.json config.json {}",
-        image.display(),
-        img.display(),
-        layers.join(" ")
-    ))?;
+    docker_save(&img, &layers, "five:latest", &image)?;
     let mb = std::fs::metadata(&image).map(|m| m.len() >> 20).unwrap_or(0);
     let entries = sh(&format!(
         "for l in {}/layer*.tar; do tar -tf $l; done | wc -l",
@@ -708,4 +668,41 @@ fn five_layers(ov: &Path, s: &mut Scratch, shm: &Path, runs: usize) -> Result<St
         b.1,
         o.0 / b.0
     ))
+}
+
+/// Writes `out`, a `docker save` tar of the layer tars in `dir` (names
+/// relative to it, bottom first), tagged `tag`: their digests as the
+/// config's diff ids, and a manifest.
+fn docker_save(dir: &Path, layers: &[String], tag: &str, out: &Path) -> Result<(), String> {
+    let mut diff_ids = Vec::new();
+    for l in layers {
+        diff_ids.push(format!(
+            "\"sha256:{}\"",
+            sh(&format!("sha256sum {}/{l} | cut -d' ' -f1", dir.display()))?
+        ));
+    }
+    std::fs::write(
+        dir.join("config.json"),
+        format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
+            diff_ids.join(",")
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let quoted: Vec<String> = layers.iter().map(|l| format!("\"{l}\"")).collect();
+    std::fs::write(
+        dir.join("manifest.json"),
+        format!(
+            r#"[{{"Config":"config.json","RepoTags":["{tag}"],"Layers":[{}]}}]"#,
+            quoted.join(",")
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    sh(&format!(
+        "tar -cf {} -C {} manifest.json config.json {}",
+        out.display(),
+        dir.display(),
+        layers.join(" ")
+    ))?;
+    Ok(())
 }
