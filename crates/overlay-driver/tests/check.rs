@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -24,12 +26,7 @@ fn link_of(home: &dyn Fs, id: &str) -> String {
 fn on_both(test: impl Fn(&dyn Home)) {
     let fake = Overlay2::new(FakeBackend::new(), &[] as &[&str]).unwrap();
     test(&fake);
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped on the kernel backend: needs root");
-        return;
-    }
-    if let Err(e) = overlay_mount::probe::require_overlay() {
-        eprintln!("skipped on the kernel backend: {e}");
+    if !common::kernel_backend_runs() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -26,12 +28,7 @@ impl Drop for Fixture {
 }
 
 fn kernel() -> Option<Fixture> {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped on the kernel backend: needs root");
-        return None;
-    }
-    if let Err(e) = overlay_mount::probe::require_overlay() {
-        eprintln!("skipped on the kernel backend: {e}");
+    if !common::kernel_backend_runs() {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -46,12 +48,7 @@ fn forced(mode: Mode) -> Option<IdMapSupport> {
 }
 
 fn kernel(mode: Mode) -> Option<Rig> {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped on the kernel backend: needs root");
-        return None;
-    }
-    if let Err(e) = overlay_mount::probe::require_overlay() {
-        eprintln!("skipped on the kernel backend: {e}");
+    if !common::kernel_backend_runs() {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
