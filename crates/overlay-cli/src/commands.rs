@@ -411,6 +411,22 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
+/// Bytes gathered before a write of the tar: the headers and small files
+/// of a layer go out in few system calls, as GNU tar's records do.
+const TAR_BUFFER: usize = 256 * 1024;
+
+/// Standard output as a plain file. `io::stdout()` is line-buffered: a
+/// tar's data, full of newlines, went out in 4 KiB writes through it
+/// (147,176 writes for a 576 MB layer, 2.5× the time of `tar -cf`).
+fn raw_stdout() -> Result<std::fs::File> {
+    use std::os::fd::AsFd;
+    let fd = io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| Failure::new(format!("cannot use stdout: {e}")))?;
+    Ok(std::fs::File::from(fd))
+}
+
 fn diff(d: &Driver, id: &str, parent: Option<&str>, output: Option<&Path>, json_out: bool) -> Result<Output> {
     let output = output.filter(|o| *o != Path::new("-"));
     if json_out && output.is_none() {
@@ -437,7 +453,7 @@ fn diff(d: &Driver, id: &str, parent: Option<&str>, output: Option<&Path>, json_
             let tmp = tempfile::NamedTempFile::new_in(dir)
                 .map_err(|e| Failure::new(format!("cannot write in {}: {e}", dir.display())))?;
             let mut w = Counting {
-                inner: io::BufWriter::new(tmp),
+                inner: io::BufWriter::with_capacity(TAR_BUFFER, tmp),
                 count: 0,
                 bar: bar.clone(),
             };
@@ -458,7 +474,7 @@ fn diff(d: &Driver, id: &str, parent: Option<&str>, output: Option<&Path>, json_
         }
         None => {
             let mut w = Counting {
-                inner: io::BufWriter::new(io::stdout().lock()),
+                inner: io::BufWriter::with_capacity(TAR_BUFFER, raw_stdout()?),
                 count: 0,
                 bar: bar.clone(),
             };
