@@ -18,7 +18,7 @@ use std::thread::{Scope, ScopedJoinHandle};
 
 use crossbeam::channel::{Receiver, Sender, bounded};
 
-use crate::apply::{Applier, Job};
+use crate::apply::{Applier, Job, Near};
 use crate::error::ArchiveError;
 
 /// Entries per batch.
@@ -208,14 +208,15 @@ fn worker_gone() -> ArchiveError {
 fn work(applier: &Applier<'_>, shared: &Shared, jobs: &Receiver<(Seq, Vec<Job>)>, spare: &Sender<Vec<u8>>) {
     while let Ok((seq, batch)) = jobs.recv() {
         let mut failure = None;
+        let mut near = Near::default();
         for job in batch {
             if shared.failed() {
                 break;
             }
             let index = job.index;
             let name = job.name.clone();
-            let (result, buffer) =
-                std::panic::catch_unwind(AssertUnwindSafe(|| applier.run(job))).unwrap_or_else(|_| {
+            let (result, buffer) = std::panic::catch_unwind(AssertUnwindSafe(|| applier.run(job, &mut near)))
+                .unwrap_or_else(|_| {
                     let e = ArchiveError::Read(std::io::Error::other(format!(
                         "a worker thread panicked applying {name:?}"
                     )));

@@ -185,3 +185,29 @@ proptest! {
         )?;
     }
 }
+
+/// A worker makes an entry by its name in a handle on its directory; its
+/// failure still names the entry's whole path, as one thread's does.
+#[test]
+fn a_workers_failure_names_the_whole_path() {
+    let long = "x".repeat(300);
+    let mut b = tar::Builder::new(Vec::new());
+    for name in ["a/", "a/b/"] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        b.append_data(&mut h, name, &[][..]).unwrap();
+    }
+    for name in ["a/b/ok".to_string(), format!("a/b/{long}")] {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(2);
+        b.append_data(&mut h, name, &b"hi"[..]).unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    let one = apply(&MemFs::new(), &tar, 1).unwrap_err();
+    let many = apply(&MemFs::new(), &tar, 4).unwrap_err();
+    assert_eq!(one, many);
+    assert!(many.contains(&format!("\"a/b/{long}\"")), "{many}");
+}

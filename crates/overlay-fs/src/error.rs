@@ -182,6 +182,16 @@ impl Error {
         self.op
     }
 
+    /// The same error for an operation made in the [`subtree`] at `dir`:
+    /// its path made relative to the whole tree's root again.
+    ///
+    /// [`subtree`]: crate::Fs::subtree
+    #[must_use]
+    pub fn under(mut self, dir: &Path) -> Self {
+        self.path = dir.join(&self.path);
+        self
+    }
+
     /// The path the operation was given, relative to the tree's root.
     pub fn path(&self) -> &Path {
         &self.path
