@@ -4,7 +4,9 @@
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-use overlay_archive::{ExportOptions, ExportWhiteouts, Exporter, IdMaps, ImportOptions, ImportWhiteouts, import};
+use overlay_archive::{
+    ExportOptions, ExportWhiteouts, Exporter, IdMaps, ImportOptions, ImportWhiteouts, OwnableIds, import,
+};
 use overlay_fs::Fs;
 
 use crate::changes::{Change, ChangeKind, changes, changes_size};
@@ -67,6 +69,8 @@ impl Drop for Held<'_> {
 pub struct NaiveDiff<T> {
     trees: T,
     id_maps: IdMaps,
+    ownable: Option<OwnableIds>,
+    ignore_chown_errors: bool,
 }
 
 impl<T: LayerTrees> NaiveDiff<T> {
@@ -75,7 +79,18 @@ impl<T: LayerTrees> NaiveDiff<T> {
         Self {
             trees,
             id_maps: IdMaps::identity(),
+            ownable: None,
+            ignore_chown_errors: false,
         }
+    }
+
+    /// The ids applied files may be given, and whether others become root
+    /// (see [`ImportOptions::ownable`] and
+    /// [`ImportOptions::ignore_chown_errors`]).
+    pub fn with_ownable(mut self, ownable: Option<OwnableIds>, ignore_chown_errors: bool) -> Self {
+        self.ownable = ownable;
+        self.ignore_chown_errors = ignore_chown_errors;
+        self
     }
 
     /// Maps ids between the trees (host) and the tars (container).
@@ -140,6 +155,8 @@ impl<T: LayerTrees> NaiveDiff<T> {
         let opts = ImportOptions {
             whiteouts: ImportWhiteouts::Plain,
             id_maps: self.id_maps.clone(),
+            ownable: self.ownable.clone(),
+            ignore_chown_errors: self.ignore_chown_errors,
             ..ImportOptions::default()
         };
         let stats = import(&*layer.fs, tar, &opts)?;

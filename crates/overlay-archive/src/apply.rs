@@ -79,11 +79,20 @@ pub(crate) struct Near {
 pub(crate) struct Applier<'a> {
     pub fs: &'a dyn Fs,
     pub whiteouts: ImportWhiteouts,
+    /// Who gets the directories made for entries whose parents the tar
+    /// omits: the remapped root with id maps (Docker's untar,
+    /// `MkdirAllAndChownNew(parent, 0755, rootIDs)`); `None` leaves them
+    /// to this process.
+    pub parents_owner: Option<(u32, u32)>,
 }
 
 impl Applier<'_> {
     fn ctx<'n>(&self, name: &'n str) -> Ctx<'n, '_> {
-        Ctx { fs: self.fs, name }
+        Ctx {
+            fs: self.fs,
+            name,
+            parents_owner: self.parents_owner,
+        }
     }
 
     /// Makes a worker's entry; gives back the file's buffer for reuse.
@@ -110,6 +119,7 @@ impl Applier<'_> {
         let here = Applier {
             fs: &**fs,
             whiteouts: self.whiteouts,
+            parents_owner: self.parents_owner,
         };
         let job = Job {
             path: PathBuf::from(name),
@@ -301,6 +311,7 @@ const EIO: i32 = 5;
 struct Ctx<'n, 'f> {
     fs: &'f dyn Fs,
     name: &'n str,
+    parents_owner: Option<(u32, u32)>,
 }
 
 impl Ctx<'_, '_> {
@@ -316,9 +327,27 @@ impl Ctx<'_, '_> {
     }
 
     /// Makes sure `dir` exists as a directory, creating missing parents
-    /// with 0755 (as Docker does for entries whose parents the tar omits).
+    /// with 0755 (as Docker does for entries whose parents the tar omits),
+    /// given to [`Applier::parents_owner`] if set (only those made now).
     fn ensure_dir(&self, dir: &Path) -> Result<()> {
-        self.apply(self.fs.mkdir_all(dir, 0o755))
+        let Some((uid, gid)) = self.parents_owner else {
+            return self.apply(self.fs.mkdir_all(dir, 0o755));
+        };
+        let mut missing = Vec::new();
+        let mut d = dir;
+        while !d.as_os_str().is_empty() && !self.apply(self.fs.exists(d))? {
+            missing.push(d);
+            d = parent_of(d);
+        }
+        for d in missing.into_iter().rev() {
+            match self.fs.mkdir(d, 0o755) {
+                Ok(()) => self.apply(self.fs.set_owner(d, uid, gid))?,
+                // Made meanwhile by another worker: not ours to chown.
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Runs `create`; if the name is taken, removes what is there and runs

@@ -67,6 +67,21 @@ pub enum ArchiveError {
         id: u64,
     },
 
+    /// An entry's (mapped) id is not one this process's user namespace
+    /// maps: no file here can be given it. Nothing was made for it.
+    #[error(
+        "tar entry {name:?}: {kind} {id} is not mapped in this user namespace (see /proc/self/{kind}_map), \
+         so no file can belong to it (the ignore_chown_errors option gives such files to root instead)"
+    )]
+    Unowned {
+        /// The entry's name.
+        name: String,
+        /// uid or gid.
+        kind: crate::idmap::IdKind,
+        /// The id, after the import's id maps.
+        id: u32,
+    },
+
     /// An include or exclude pattern is malformed.
     #[error("bad pattern {pattern:?}: {reason}")]
     Pattern {

@@ -463,6 +463,10 @@ impl<'a, W: Write> Exporter<'a, W> {
 
     fn header(&self, md: &Metadata, kind: EntryType) -> Result<Header> {
         let (uid, gid) = self.opts.id_maps.to_container(md.uid, md.gid)?;
+        Ok(Self::header_with_ids(md, kind, uid, gid))
+    }
+
+    fn header_with_ids(md: &Metadata, kind: EntryType, uid: u32, gid: u32) -> Header {
         let mut h = Header::new_gnu();
         h.set_entry_type(kind);
         h.set_mode(md.mode);
@@ -470,7 +474,7 @@ impl<'a, W: Write> Exporter<'a, W> {
         h.set_gid(gid.into());
         h.set_mtime(md.mtime.sec.max(0) as u64);
         h.set_size(0);
-        Ok(h)
+        h
     }
 
     fn write_dir(&mut self, path: &Path, md: &Metadata, xattrs: Xattrs) -> Result<()> {
@@ -524,7 +528,10 @@ impl<'a, W: Write> Exporter<'a, W> {
 
     fn write_special(&mut self, path: &Path, md: &Metadata, xattrs: Xattrs) -> Result<()> {
         if self.opts.whiteouts == ExportWhiteouts::Overlay && md.is_whiteout() {
-            let mut h = self.header(md, EntryType::Regular)?;
+            // With the ids it has on the host, not mapped: the kernel made
+            // it as the mounter (root, outside any map), and Docker's
+            // archive skips whiteouts when it maps ids back (`addTarFile`).
+            let mut h = Self::header_with_ids(md, EntryType::Regular, md.uid, md.gid);
             h.set_mode(0o600);
             let name = path.file_name().unwrap_or(OsStr::new(""));
             return self.write(&path.with_file_name(whiteout_name(name)), &mut h, std::io::empty());

@@ -229,6 +229,41 @@ fn proc_text(ranges: &[IdRange]) -> String {
         .collect()
 }
 
+/// The ids files may be given in a user namespace other than the
+/// initial one: the ranges of its `/proc/self/uid_map` and `gid_map`, as
+/// `(first, count)` of ids inside it. Any other id makes `chown` fail
+/// (`EINVAL`), so an import checks each entry's ids before it makes the
+/// entry (see [`ImportOptions::ownable`](crate::ImportOptions::ownable)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnableIds {
+    /// uid ranges, `(first, count)`.
+    pub uids: Vec<(u32, u32)>,
+    /// gid ranges, `(first, count)`.
+    pub gids: Vec<(u32, u32)>,
+}
+
+impl OwnableIds {
+    /// Does a range of `kind` hold `id`?
+    pub fn holds(&self, kind: IdKind, id: u32) -> bool {
+        let ranges = match kind {
+            IdKind::Uid => &self.uids,
+            IdKind::Gid => &self.gids,
+        };
+        ranges.iter().any(|&(first, n)| id >= first && id - first < n)
+    }
+
+    /// The first of `uid`, `gid` that no range holds, with its kind.
+    pub fn unowned(&self, uid: u32, gid: u32) -> Option<(IdKind, u32)> {
+        if !self.holds(IdKind::Uid, uid) {
+            Some((IdKind::Uid, uid))
+        } else if !self.holds(IdKind::Gid, gid) {
+            Some((IdKind::Gid, gid))
+        } else {
+            None
+        }
+    }
+}
+
 /// uid and gid mappings; empty means identity (no remapping).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdMaps {
@@ -371,6 +406,25 @@ mod tests {
 
     fn list(spec: &str) -> std::result::Result<Vec<IdRange>, IdMapError> {
         IdRange::parse_list(IdKind::Uid, spec)
+    }
+
+    #[test]
+    fn ownable_ids_name_the_first_id_outside() {
+        // `--map-root-user`: only root; a sub-id range as newuidmap gives.
+        let one = OwnableIds {
+            uids: vec![(0, 1)],
+            gids: vec![(0, 1)],
+        };
+        assert_eq!(one.unowned(0, 0), None);
+        assert_eq!(one.unowned(1000, 0), Some((IdKind::Uid, 1000)));
+        assert_eq!(one.unowned(0, 5), Some((IdKind::Gid, 5)));
+        let range = OwnableIds {
+            uids: vec![(0, 65536)],
+            gids: vec![(0, 65536)],
+        };
+        assert_eq!(range.unowned(65535, 100), None);
+        assert_eq!(range.unowned(65536, 0), Some((IdKind::Uid, 65536)));
+        assert_eq!(range.unowned(u32::MAX, 0), Some((IdKind::Uid, u32::MAX)));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::apply::{Applier, Job, Make, Meta, parent_of};
 use crate::error::excerpt;
 use crate::error::{ArchiveError, Result};
 use crate::filter::Patterns;
-use crate::idmap::IdMaps;
+use crate::idmap::{IdKind, IdMaps, OwnableIds};
 use crate::parallel::{Pool, Seq, Shared};
 use crate::reader::{Header, TarReader};
 use crate::whiteout::{Marker, XattrNamespace, classify};
@@ -49,6 +49,16 @@ pub struct ImportOptions {
     pub id_maps: IdMaps,
     /// Entries to skip (Docker's `ExcludePatterns`).
     pub exclude: Vec<String>,
+    /// The ids files may be given, in a user namespace other than the
+    /// initial one (rootless); `None`: any id. An entry whose id (after
+    /// [`id_maps`](Self::id_maps)) is outside fails before anything is
+    /// made for it, with [`ArchiveError::Unowned`] naming it and the id.
+    pub ownable: Option<OwnableIds>,
+    /// containers/storage's `ignore_chown_errors`: an id outside
+    /// [`ownable`](Self::ownable) becomes 0 (the namespace's root) instead
+    /// of failing, for images whose files belong to more ids than a
+    /// rootless user has.
+    pub ignore_chown_errors: bool,
     /// Threads creating files besides the one reading the tar: `0` (the
     /// default) picks the number of cores; `1` makes every entry on the
     /// reading thread, in tar order. Workers are used only when the tree
@@ -120,6 +130,7 @@ pub fn import(fs: &dyn Fs, reader: impl Read, opts: &ImportOptions) -> Result<Im
     let applier = Applier {
         fs,
         whiteouts: opts.whiteouts,
+        parents_owner: opts.id_maps.root().ok().filter(|_| !opts.id_maps.is_identity()),
     };
     let workers = opts.worker_count();
     let empty = || {
@@ -261,10 +272,11 @@ impl<'a> Importer<'a> {
         if self.exclude.excludes(&path) || is_aufs_meta(&path) {
             return Ok(());
         }
-        let meta = Meta::read(h, &self.opts.id_maps).map_err(|e| match e {
+        let mut meta = Meta::read(h, &self.opts.id_maps).map_err(|e| match e {
             ArchiveError::Unmapped { what, id } => hostile(&format!("{what} {id} has no mapping")),
             other => other,
         })?;
+        self.own(&name, &mut meta)?;
         let parent = parent_of(&path).to_path_buf();
         let base = path.file_name().unwrap_or(OsStr::new(""));
         let a = self.applier;
@@ -372,6 +384,31 @@ impl<'a> Importer<'a> {
             self.unpacked.insert(path);
         }
         Ok(())
+    }
+
+    /// Checks the entry's ids against [`ImportOptions::ownable`]: an id
+    /// outside fails the entry, or with `ignore_chown_errors` becomes 0.
+    fn own(&self, name: &str, meta: &mut Meta) -> Result<()> {
+        let Some(ownable) = &self.opts.ownable else {
+            return Ok(());
+        };
+        if self.opts.ignore_chown_errors {
+            if !ownable.holds(IdKind::Uid, meta.uid) {
+                meta.uid = 0;
+            }
+            if !ownable.holds(IdKind::Gid, meta.gid) {
+                meta.gid = 0;
+            }
+        }
+        // (Still outside with the option: a namespace that maps no root.)
+        match ownable.unowned(meta.uid, meta.gid) {
+            None => Ok(()),
+            Some((kind, id)) => Err(ArchiveError::Unowned {
+                name: name.to_owned(),
+                kind,
+                id,
+            }),
+        }
     }
 
     fn hand_over(&mut self, index: u64, name: String, path: PathBuf, meta: Meta, make: Make) -> Seq {

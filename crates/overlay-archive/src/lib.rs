@@ -52,7 +52,7 @@ pub mod whiteout;
 
 pub use error::{ArchiveError, Result};
 pub use export::{ExportOptions, ExportStats, ExportWhiteouts, Exporter, export};
-pub use idmap::{IdMaps, IdRange};
+pub use idmap::{IdMaps, IdRange, OwnableIds};
 pub use import::{ImportOptions, ImportStats, ImportWhiteouts, import};
 pub use whiteout::{XattrNamespace, is_opaque};
 

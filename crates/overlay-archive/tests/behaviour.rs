@@ -10,7 +10,8 @@ use std::io::Read;
 use std::path::Path;
 
 use overlay_archive::{
-    ExportOptions, ExportWhiteouts, IdMaps, IdRange, ImportOptions, ImportWhiteouts, XattrNamespace, export, import,
+    ArchiveError, ExportOptions, ExportWhiteouts, IdMaps, IdRange, ImportOptions, ImportWhiteouts, OwnableIds,
+    XattrNamespace, export, import,
 };
 use overlay_fs::{FileType, Fs, HostFs, MemFs, NodeKind, Timestamp, makedev};
 
@@ -74,6 +75,7 @@ both!(
     bytes_applied_is_the_sum_of_sizes,
     missing_parents_are_created,
     setuid_survives_a_non_root_owner,
+    unownable_ids_fail_before_the_entry_or_go_to_root,
 );
 
 /// One tar entry, as a test looks at it.
@@ -545,4 +547,63 @@ fn setuid_survives_a_non_root_owner(b: &Backend) {
     import(&*b.fs, &tar[..], &ImportOptions::default()).unwrap();
     let m = b.fs.metadata(p("su")).unwrap();
     assert_eq!((m.mode, m.uid, m.gid), (0o4755, 1000, 1000));
+}
+
+/// Rootless (`ownable`: the ids of a user namespace, as a sub-id range
+/// gives them): an entry whose id, after the maps, is outside fails before
+/// it is made, naming it and the id; with `ignore_chown_errors` it belongs
+/// to root. With and without workers.
+fn unownable_ids_fail_before_the_entry_or_go_to_root(b: &Backend) {
+    if b.needs_root("chown") {
+        return;
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, uid, gid) in [("a", 0, 0), ("far", 70_000, 0), ("group", 0, 80_000)] {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_size(1);
+        tar.append_data(&mut h, name, &b"x"[..]).unwrap();
+    }
+    let tar = tar.into_inner().unwrap();
+    let ownable = OwnableIds {
+        uids: vec![(0, 65536)],
+        gids: vec![(0, 65536)],
+    };
+    for workers in [1, 4] {
+        let out = b.fresh();
+        let opts = ImportOptions {
+            ownable: Some(ownable.clone()),
+            workers,
+            ..Default::default()
+        };
+        let e = import(&*out.fs, &tar[..], &opts).unwrap_err();
+        assert!(matches!(e, ArchiveError::Unowned { id: 70_000, .. }), "{e}");
+        assert!(e.to_string().contains("\"far\": uid 70000 is not mapped"), "{e}");
+        assert!(!out.fs.exists(p("far")).unwrap(), "nothing is made for the entry");
+        // The maps apply first: container uid 70000 is host uid 8 here,
+        // and the gid 80000 is still outside.
+        let range = |container_id, host_id, size| IdRange {
+            container_id,
+            host_id,
+            size,
+        };
+        let shifted = ImportOptions {
+            id_maps: IdMaps::new(vec![range(0, 0, 1), range(69_993, 1, 10)], vec![range(0, 0, 80_001)]).unwrap(),
+            ..opts.clone()
+        };
+        let e = import(&*b.fresh().fs, &tar[..], &shifted).unwrap_err().to_string();
+        assert!(e.contains("\"group\": gid 80000"), "{e}");
+        let out = b.fresh();
+        let ignore = ImportOptions {
+            ignore_chown_errors: true,
+            ..opts
+        };
+        import(&*out.fs, &tar[..], &ignore).unwrap();
+        for f in ["a", "far", "group"] {
+            let m = out.fs.metadata(p(f)).unwrap();
+            assert_eq!((m.uid, m.gid), (0, 0), "{f}");
+        }
+    }
 }

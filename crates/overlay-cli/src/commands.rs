@@ -22,7 +22,9 @@ use crate::{Cli, Command, Output, Serve, adopt, demo, progress, serve, snapshots
 /// Whatever the command fails with, naming the layer or file.
 pub fn run(cli: &Cli) -> Result<Output> {
     match &cli.command {
-        Command::Serve(Serve::Containerd { socket }) => return serve::containerd(&cli.home, socket),
+        Command::Serve(Serve::Containerd { socket, idmap_mounts }) => {
+            return serve::containerd(&cli.home, socket, idmap_mounts);
+        }
         Command::Serve(Serve::Docker { name, socket }) => {
             return serve::docker(cli.home_given.then_some(cli.home.as_path()), name, socket.as_deref());
         }
@@ -54,7 +56,7 @@ pub fn run(cli: &Cli) -> Result<Output> {
             overlay_snapshotter::DB_FILE
         );
     }
-    let driver = open_driver(&cli.home)?;
+    let driver = open_driver(cli)?;
     let d = &driver;
     match &cli.command {
         Command::Create {
@@ -145,18 +147,24 @@ pub fn run(cli: &Cli) -> Result<Output> {
     }
 }
 
-fn open_driver(home: &Path) -> Result<Driver> {
+fn open_driver(cli: &Cli) -> Result<Driver> {
+    let home = cli.home.as_path();
     let hint = if rustix::process::geteuid().is_root() {
         ""
     } else {
-        " (overlay2 needs root)"
+        " (overlay2 needs root, or a user namespace: unshare --user --map-root-user --mount)"
     };
     let backend =
         KernelBackend::new(home).map_err(|e| Failure::new(format!("cannot use home {}: {e}{hint}", home.display())))?;
     // As deep as this kernel mounts (500 with the new mount API), not
     // Docker's 128.
     let depth = backend.max_depth();
-    Overlay2::new(backend, &[] as &[&str])
+    let options: &[&str] = if cli.ignore_chown_errors {
+        &["overlay2.ignore_chown_errors=true"]
+    } else {
+        &[]
+    };
+    Overlay2::new(backend, options)
         .map(|d| d.with_depth_limit(depth))
         .map_err(|e| Failure::new(format!("cannot use home {}: {e}{hint}", home.display())))
 }

@@ -35,7 +35,8 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
     name = "overlay2",
     version,
     about = "A Docker-compatible overlay2 layer store: import images, mount, diff, check",
-    after_help = "Exit status: 0 on success, 1 on error, 2 on bad usage. Most commands need root."
+    after_help = "Exit status: 0 on success, 1 on error, 2 on bad usage. Most commands need root, \
+                  or run rootless in a user namespace (`unshare --user --map-root-user --mount`)."
 )]
 pub struct Cli {
     /// The layer store's home directory.
@@ -51,6 +52,15 @@ pub struct Cli {
     /// Print one JSON document on stdout (errors too) instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Rootless (in a user namespace): a file of an imported or applied
+    /// layer whose uid or gid the namespace does not map belongs to root
+    /// instead of failing the command (containers/storage's
+    /// `ignore_chown_errors`; the driver option
+    /// `overlay2.ignore_chown_errors=true`). Without it such a layer is
+    /// refused, naming the file and the id, and nothing changes.
+    #[arg(long, global = true)]
+    pub ignore_chown_errors: bool,
 
     /// Whether `--home` (or `OVERLAY2_HOME`) was given rather than defaulted.
     #[arg(skip)]
@@ -237,6 +247,21 @@ pub enum Serve {
         /// The socket containerd's `address` names.
         #[arg(long, value_name = "PATH", default_value = "/run/overlay2-rs/containerd.sock")]
         socket: PathBuf,
+        /// How snapshots with containerd's remap labels
+        /// (`containerd.io/snapshot/uidmapping`, `…/gidmapping`: `ctr run
+        /// --uidmap … --gidmap … --remap-labels`) are mounted. `bind`: this
+        /// server mounts the id-mapped overlay itself and containerd binds it
+        /// (containerd 1.6 and 1.7, which know no `uidmap=` option; works with
+        /// 2.x too). `options`: containerd 2's form, overlay mounts with
+        /// `uidmap=`/`gidmap=` options that containerd 2 turns into id-mapped
+        /// lowerdirs (bind where that form cannot show the layer). With
+        /// containerd 2, add `capabilities = ["remap-ids"]` to the
+        /// `[proxy_plugins.NAME]` section so its client leaves the mapping
+        /// to this server instead of chowning a copy of the image first
+        /// (containerd 1.7 always chowns: a chowned copy is recognised and
+        /// not mapped twice).
+        #[arg(long, value_name = "FORM", default_value = "bind", value_parser = ["bind", "options"])]
+        idmap_mounts: String,
     },
     /// A Docker graphdriver plugin (dockerd up to 27, `--experimental --storage-driver NAME`).
     ///

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use overlay_docker_plugin::Plugin;
 use overlay_docker_plugin::protocol::InitRequest;
 use overlay_driver::{GraphDriver, KernelBackend, Overlay2};
-use overlay_snapshotter::{Service, Snapshotter};
+use overlay_snapshotter::{IdMapMounts, Service, Snapshotter};
 use serde_json::json;
 use tracing::info;
 
@@ -110,9 +110,14 @@ where
 }
 
 /// `overlay2 serve containerd`: containerd's snapshot service on `socket`.
-pub fn containerd(home: &Path, socket: &Path) -> Result<Output> {
+pub fn containerd(home: &Path, socket: &Path, idmap_mounts: &str) -> Result<Output> {
     init_logging();
-    let snapshotter = Snapshotter::open(home).map_err(|e| Failure::new(format!("home {}: {e}", home.display())))?;
+    let form: IdMapMounts = idmap_mounts
+        .parse()
+        .map_err(|e| Failure::new(format!("--idmap-mounts {e}")))?;
+    let snapshotter = Snapshotter::open(home)
+        .map_err(|e| Failure::new(format!("home {}: {e}", home.display())))?
+        .with_id_map_mounts(form);
     let removed = snapshotter
         .cleanup()
         .map_err(|e| Failure::new(format!("home {}: {e}", home.display())))?;
@@ -134,20 +139,15 @@ pub fn containerd(home: &Path, socket: &Path) -> Result<Output> {
 /// The layer store of a Docker plugin: the kernel backend at `home`,
 /// Docker's option strings, the daemon's id maps.
 fn docker_driver(home: &Path, init: &InitRequest) -> std::result::Result<Arc<dyn GraphDriver>, String> {
+    // Bad maps are refused before the home is made: nothing changes.
+    let maps = init.id_maps()?;
+    Overlay2::<KernelBackend>::check_id_maps(&maps).map_err(|e| e.to_string())?;
     let backend = KernelBackend::new(home).map_err(|e| format!("home {}: {e}", home.display()))?;
     let opts = init.opts.clone().unwrap_or_default();
-    let range = |m: &overlay_docker_plugin::protocol::IdMap| overlay_archive::IdRange {
-        container_id: m.container_id,
-        host_id: m.host_id,
-        size: m.size,
-    };
-    let maps = overlay_archive::IdMaps {
-        uids: init.uid_maps.iter().flatten().map(range).collect(),
-        gids: init.gid_maps.iter().flatten().map(range).collect(),
-    };
     let driver = Overlay2::new(backend, &opts)
         .map_err(|e| format!("home {}: {e}", home.display()))?
         .with_id_maps(maps)
+        .map_err(|e| format!("home {}: {e}", home.display()))?
         // dockerd's questions about parents and children, and the refusal
         // to remove a layer others stack on, without reading the home.
         .with_index()

@@ -1,14 +1,19 @@
 //! `overlay2 serve` as a process: the socket is 0600 from the start, a
 //! live server's socket is not stolen, SIGTERM stops it cleanly and removes
-//! the socket, a Docker home is not taken over by the snapshotter, and
+//! the socket, dockerd's id maps in Init (bad ones refused, naming them,
+//! before a home is made; good ones give the layer dirs to the remapped
+//! root), a Docker home is not taken over by the snapshotter, and
 //! `check --repair` reconciles a snapshotter's database with its layers.
 //! Needs root (homes are kernel homes); otherwise each test says so.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+mod common;
+
+use common::server::{Server, post};
 
 use overlay_driver::{CreateOpts, GraphDriver, KernelBackend, Overlay2};
 
@@ -26,25 +31,12 @@ fn overlay2(home: &Path) -> Command {
     c
 }
 
-/// A server process, stopped (SIGKILL) if the test ends without stopping it.
-struct Server(Option<Child>);
-
+/// How the tests start servers (the process guard is `common::server`).
 impl Server {
     fn start(home: &Path, args: &[&str], socket: &Path) -> Self {
-        let child = overlay2(home)
-            .args(args)
-            .arg("--socket")
-            .arg(socket)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        // Accepting, not just present: a stale socket file may be there.
-        while std::os::unix::net::UnixStream::connect(socket).is_err() {
-            assert!(Instant::now() < deadline, "no server on the socket after 10 s");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Self(Some(child))
+        let mut c = overlay2(home);
+        c.args(args).arg("--socket").arg(socket);
+        Self::spawn(c, socket)
     }
 
     /// `overlay2 [--home HOME] serve docker --socket SOCKET`.
@@ -53,40 +45,10 @@ impl Server {
         if let Some(home) = home {
             c.arg("--home").arg(home);
         }
-        let child = c
-            .args(["serve", "docker", "--socket"])
+        c.args(["serve", "docker", "--socket"])
             .arg(socket)
-            .env_remove("OVERLAY2_HOME")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::os::unix::net::UnixStream::connect(socket).is_err() {
-            assert!(Instant::now() < deadline, "no plugin on the socket after 10 s");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Self(Some(child))
-    }
-
-    /// SIGTERM; the exit status and what it logged.
-    fn stop(mut self) -> (std::process::ExitStatus, String) {
-        let child = self.0.take().unwrap();
-        rustix::process::kill_process(
-            rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap(),
-            rustix::process::Signal::TERM,
-        )
-        .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+            .env_remove("OVERLAY2_HOME");
+        Self::spawn(c, socket)
     }
 }
 
@@ -249,24 +211,6 @@ fn check_repair_reconciles_records_and_layers() {
     server.stop();
 }
 
-/// One HTTP/1.1 POST on the plugin's socket, as dockerd sends it (no
-/// Content-Type); the status code and body.
-fn post(socket: &Path, path: &str, body: &str) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: plugin\r\nAccept: application/vnd.docker.plugins.v1.2+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    let code = answer.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (code, body)
-}
-
 #[test]
 fn docker_layers_live_in_init_home_unless_home_is_given() {
     if !root() {
@@ -296,4 +240,125 @@ fn docker_layers_live_in_init_home_unless_home_is_given() {
     let (status, log) = server.stop();
     assert!(status.success());
     assert!(log.contains("layers live in --home"), "{log}");
+}
+
+/// Init as dockerd sends it with `--userns-remap`: `home`, and the same
+/// ranges (JSON `{"container_id","host_id","size"}`) for uids and gids.
+fn init_with_maps(home: &Path, maps: &str) -> String {
+    format!(
+        r#"{{"Home":"{}","Opts":null,"UIDMaps":{maps},"GIDMaps":{maps}}}"#,
+        home.display()
+    )
+}
+
+#[test]
+fn docker_init_with_bad_id_maps_names_them_and_makes_no_home() {
+    // No root needed: the maps are refused before the home is made.
+    let (dir, _, socket) = dirs();
+    let home = dir.path().join("data-root/100000.100000/overlay2-rs");
+    let server = Server::start_plugin(None, &socket);
+    let range = |c: i64, h: i64, n: i64| format!(r#"{{"container_id":{c},"host_id":{h},"size":{n}}}"#);
+    let cases = [
+        (
+            format!("[{},{}]", range(0, 100_000, 65536), range(1000, 300_000, 10)),
+            "uid map ranges 0:100000:65536 and 1000:300000:10 overlap on the container side",
+        ),
+        (
+            format!("[{}]", range(0, 100_000, 0)),
+            "uid map range 0:100000:0: size 0 maps nothing",
+        ),
+        (
+            format!("[{}]", range(0, 4_294_967_290, 65536)),
+            "uid map range 0:4294967290:65536: host ids 4294967290..4294967290+65536 run past the last id 4294967294",
+        ),
+        (
+            format!("[{}]", range(0, 4_294_967_296, 1)),
+            "uid map range 0:4294967296:1: host id 4294967296 does not fit in 32 bits",
+        ),
+        (
+            format!("[{}]", range(-1, 100_000, 1)),
+            "uid map range -1:100000:1: container id -1 does not fit in 32 bits",
+        ),
+        (
+            format!("[{}]", range(1, 100_000, 65535)),
+            "container root (uid and gid 0) has no host id in uid map [1:100000:65535]",
+        ),
+    ];
+    for (maps, want) in cases {
+        let (code, body) = post(&socket, "/GraphDriver.Init", &init_with_maps(&home, &maps));
+        assert_eq!(code, 500, "{maps}: {body}");
+        let err: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let err = err["Err"].as_str().unwrap();
+        assert!(
+            err.starts_with("userns-remap id maps: ") && err.contains(want),
+            "{maps}:\n  got  {err}\n  want {want}"
+        );
+        assert!(
+            !dir.path().join("data-root").exists(),
+            "{maps}: Init made {}",
+            home.display()
+        );
+        assert!(
+            !socket.with_extension("sock.init").exists(),
+            "{maps}: the refused Init was kept"
+        );
+        // Not initialised: the next call says so.
+        let (code, body) = post(&socket, "/GraphDriver.Create", r#"{"ID":"l1"}"#);
+        assert_ne!(code, 200, "{body}");
+    }
+    // Only the uid map: a user namespace needs both.
+    let uids_only = format!(
+        r#"{{"Home":"{}","UIDMaps":[{}],"GIDMaps":null}}"#,
+        home.display(),
+        range(0, 100_000, 65536)
+    );
+    let (code, body) = post(&socket, "/GraphDriver.Init", &uids_only);
+    assert!(
+        code == 500 && body.contains("a gid map is needed as well"),
+        "{code} {body}"
+    );
+    assert!(!dir.path().join("data-root").exists());
+    assert!(server.stop().0.success());
+}
+
+#[test]
+fn docker_init_with_id_maps_gives_layer_dirs_to_the_remapped_root() {
+    use std::os::unix::fs::MetadataExt as _;
+    if !root() {
+        return;
+    }
+    let (dir, _, socket) = dirs();
+    let home = dir.path().join("data-root/100000.100000/overlay2-rs");
+    let server = Server::start_plugin(None, &socket);
+    let maps = r#"[{"container_id":0,"host_id":100000,"size":65536}]"#;
+    let (code, body) = post(&socket, "/GraphDriver.Init", &init_with_maps(&home, maps));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(post(&socket, "/GraphDriver.Create", r#"{"ID":"base"}"#).0, 200);
+    let (code, body) = post(
+        &socket,
+        "/GraphDriver.CreateReadWrite",
+        r#"{"ID":"rw","Parent":"base"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = post(&socket, "/GraphDriver.Get", r#"{"ID":"rw"}"#);
+    assert_eq!(code, 200, "{body}");
+    let owner = |p: &str| {
+        let md = std::fs::symlink_metadata(home.join(p)).unwrap();
+        format!("{:o} {}:{}", md.mode() & 0o7777, md.uid(), md.gid())
+    };
+    for (path, want) in [
+        ("", "710 0:100000"),
+        ("l", "700 0:0"),
+        ("base", "710 0:100000"),
+        ("base/diff", "755 100000:100000"),
+        ("rw", "710 0:100000"),
+        ("rw/diff", "755 100000:100000"),
+        ("rw/work", "700 100000:100000"),
+        ("rw/work/work", "0 100000:100000"),
+        ("rw/merged", "755 100000:100000"),
+    ] {
+        assert_eq!(owner(path), want, "{}", home.join(path).display());
+    }
+    assert_eq!(post(&socket, "/GraphDriver.Put", r#"{"ID":"rw"}"#).0, 200);
+    assert!(server.stop().0.success());
 }

@@ -22,18 +22,55 @@ pub struct InitRequest {
     pub gid_maps: Option<Vec<IdMap>>,
 }
 
-/// One range of an id map, as Docker's `idtools.IDMap`.
+/// One range of an id map, as Docker's `idtools.IDMap`: its JSON tags are
+/// snake case (`container_id`, not Go's field names), and its fields are
+/// Go `int`s, so any 64-bit number may come: kept as sent, checked by
+/// [`InitRequest::id_maps`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub struct IdMap {
     /// First id inside the container.
-    #[serde(rename = "ContainerID")]
-    pub container_id: u32,
+    pub container_id: i64,
     /// First id on the host.
-    #[serde(rename = "HostID")]
-    pub host_id: u32,
+    pub host_id: i64,
     /// How many ids.
-    #[serde(rename = "Size")]
-    pub size: u32,
+    pub size: i64,
+}
+
+impl InitRequest {
+    /// The daemon's maps as the driver takes them (no maps: identity).
+    /// Only the numbers are checked here: a value that is no 32-bit id;
+    /// the driver checks the ranges.
+    ///
+    /// # Errors
+    ///
+    /// The map, the range as sent and the value that does not fit.
+    pub fn id_maps(&self) -> Result<overlay_archive::IdMaps, String> {
+        fn ranges(kind: &str, maps: Option<&Vec<IdMap>>) -> Result<Vec<overlay_archive::IdRange>, String> {
+            maps.into_iter()
+                .flatten()
+                .map(|m| {
+                    let id = |what: &str, v: i64| {
+                        u32::try_from(v).map_err(|_| {
+                            format!(
+                                "userns-remap id maps: {kind} map range {}:{}:{}: {what} {v} does not fit \
+                                 in 32 bits (ids run from 0 to 4294967294)",
+                                m.container_id, m.host_id, m.size
+                            )
+                        })
+                    };
+                    Ok(overlay_archive::IdRange {
+                        container_id: id("container id", m.container_id)?,
+                        host_id: id("host id", m.host_id)?,
+                        size: id("size", m.size)?,
+                    })
+                })
+                .collect()
+        }
+        Ok(overlay_archive::IdMaps {
+            uids: ranges("uid", self.uid_maps.as_ref())?,
+            gids: ranges("gid", self.gid_maps.as_ref())?,
+        })
+    }
 }
 
 /// `/GraphDriver.Create` and `CreateReadWrite`.

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use overlay_archive::IdMaps;
+use overlay_archive::{IdMaps, OwnableIds, XattrNamespace};
 use overlay_fs::{Fs, HostFs};
 use overlay_mount::{Attach, IdmapLowers, Method, Settings, Stack, Upper, UserNs};
 
@@ -85,6 +85,18 @@ pub struct Capabilities {
     pub index_off: bool,
     /// How layers with id maps see their lowers.
     pub id_map: IdMapSupport,
+    /// Where overlayfs keeps its markers in the home: `trusted.overlay.*`,
+    /// or, rootless (outside the initial user namespace, where `trusted.*`
+    /// is out of reach), `user.overlay.*` with every mount taking
+    /// `userxattr`. Opaque directories an apply makes are marked here.
+    pub xattrs: XattrNamespace,
+}
+
+impl Capabilities {
+    /// Do mounts of this home take `userxattr`?
+    pub fn userxattr(&self) -> bool {
+        self.xattrs == XattrNamespace::User
+    }
 }
 
 /// The storage and mounting a driver runs on.
@@ -154,6 +166,13 @@ pub trait Backend: Send + Sync {
         let _ = maps;
         Ok(())
     }
+
+    /// The ids files may be given here: `None` for any (root in the
+    /// initial user namespace); rootless, the ids of this process's user
+    /// namespace, which applies check each tar entry against.
+    fn ownable_ids(&self) -> Option<OwnableIds> {
+        None
+    }
 }
 
 /// The real thing: a home directory on disk, overlayfs mounts, XFS project
@@ -169,6 +188,8 @@ pub struct KernelBackend {
     new_mount_api: bool,
     /// How id-mapped lowers reach overlayfs, when they can.
     idmap_attach: Option<Attach>,
+    /// Rootless: the ids of this process's user namespace, read once.
+    ownable: Option<OwnableIds>,
 }
 
 impl std::fmt::Debug for KernelBackend {
@@ -206,10 +227,15 @@ impl KernelBackend {
             id_map: match &features.idmap {
                 Ok(_) => IdMapSupport::Mounts,
                 // Chowning to any host id needs the initial namespace.
-                Err(why) if crate::idmapped::in_initial_userns() => IdMapSupport::Copy(why.clone()),
+                Err(why) if !features.rootless => IdMapSupport::Copy(why.clone()),
                 Err(why) => IdMapSupport::Unsupported(format!(
                     "{why}; and a chowned copy needs root in the initial user namespace"
                 )),
+            },
+            xattrs: if features.rootless {
+                XattrNamespace::User
+            } else {
+                XattrNamespace::Trusted
             },
         };
         let home: Arc<dyn Fs> = Arc::new(HostFs::new(&path)?);
@@ -218,6 +244,7 @@ impl KernelBackend {
             path,
             settings: Settings {
                 index_off: features.index_param,
+                userxattr: features.rootless,
                 ..Settings::default()
             },
             caps,
@@ -225,6 +252,7 @@ impl KernelBackend {
             method: Method::Auto,
             new_mount_api: features.new_mount_api,
             idmap_attach: features.idmap.clone().ok(),
+            ownable: features.rootless.then(own_ids),
         })
     }
 
@@ -336,6 +364,10 @@ impl Backend for KernelBackend {
         crate::idmapped::check_own_namespace(maps)
     }
 
+    fn ownable_ids(&self) -> Option<OwnableIds> {
+        self.ownable.clone()
+    }
+
     fn set_quota(&self, id: &str, dir: &Path, bytes: u64) -> Result<()> {
         let Some(q) = &self.quota else {
             return Err(DriverError::Unsupported(unsupported_quota(&self.caps)));
@@ -346,6 +378,16 @@ impl Backend for KernelBackend {
                 id: id.into(),
                 source: Box::new(source),
             })
+    }
+}
+
+/// The ids of this process's user namespace (none where a map cannot be
+/// read: then every chown fails, and says so).
+fn own_ids() -> OwnableIds {
+    use overlay_mount::userns::{IdKind, own_ranges};
+    OwnableIds {
+        uids: own_ranges(IdKind::Uid).unwrap_or_default(),
+        gids: own_ranges(IdKind::Gid).unwrap_or_default(),
     }
 }
 
@@ -360,10 +402,23 @@ pub(crate) fn cannot_mount_idmapped(id: &str, caps: &Capabilities) -> DriverErro
     }
 }
 
-/// Docker's words for a size asked of a home without project quotas.
+/// Docker's words for a layer size asked of a home without project
+/// quotas; rootless, the reason too (a user namespace can never have
+/// them, whatever the filesystem).
+pub(crate) fn unsupported_layer_quota(caps: &Capabilities) -> String {
+    const DOCKER: &str = "--storage-opt is supported only for overlay over xfs with 'pquota' mount option";
+    match &caps.quota {
+        Err(why) if caps.userxattr() => format!("{DOCKER}; and {why}"),
+        _ => DOCKER.into(),
+    }
+}
+
+/// Docker's words for a default size asked of a home without project
+/// quotas (rootless: why not, as [`unsupported_layer_quota`]).
 pub(crate) fn unsupported_quota(caps: &Capabilities) -> String {
     match &caps.quota {
         Ok(()) => "quota supported".into(),
+        Err(why) if caps.userxattr() => format!("Storage option overlay2.size not supported: {why}"),
         Err(why) if caps.backing_fs == "xfs" => {
             format!("Storage option overlay2.size not supported. Filesystem does not support Project Quota: {why}")
         }

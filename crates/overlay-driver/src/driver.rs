@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use naive_diff::{BoxError, Change, LayerTrees, NaiveDiff};
-use overlay_archive::{ExportOptions, IdMaps, ImportOptions, ImportWhiteouts, XattrNamespace};
+use overlay_archive::{ExportOptions, IdMaps, ImportOptions, ImportWhiteouts};
 use overlay_fs::{Dir, ErrorKind, Fs};
 use overlay_layout::{
     DIFF_DIR, DepthLimit, LINK_DIR, LINK_FILE, LOWER_FILE, LayerId, LinkId, Lower, MERGED_DIR, WORK_DIR, link_target,
@@ -16,7 +16,7 @@ use overlay_layout::{
     relative_link_path, relative_lower_file, relative_merged_dir, relative_work_dir,
 };
 
-use crate::backend::{Backend, MountRequest, unsupported_quota};
+use crate::backend::{Backend, MountRequest, unsupported_layer_quota, unsupported_quota};
 use crate::error::{DriverError, Result};
 use crate::graph::GraphDriver;
 use crate::locks::Locks;
@@ -102,12 +102,6 @@ impl<B: Backend> Overlay2<B> {
     /// up to 500).
     pub fn with_depth_limit(mut self, depth: DepthLimit) -> Self {
         self.depth = depth;
-        self
-    }
-
-    /// Maps ids between the home (host) and layer tars (container).
-    pub fn with_id_maps(mut self, id_maps: IdMaps) -> Self {
-        self.id_maps = id_maps;
         self
     }
 
@@ -279,9 +273,9 @@ impl<B: Backend> Overlay2<B> {
             ));
         }
         if rw && size.is_some() && self.backend.capabilities().quota.is_err() {
-            return Err(DriverError::Unsupported(
-                "--storage-opt is supported only for overlay over xfs with 'pquota' mount option".into(),
-            ));
+            return Err(DriverError::Unsupported(unsupported_layer_quota(
+                self.backend.capabilities(),
+            )));
         }
         let quota = if rw {
             size.or(self.options.default_size).filter(|s| *s > 0)
@@ -351,6 +345,7 @@ impl<B: Backend> Overlay2<B> {
                 home.mkdir(&staging.join(WORK_DIR), mode::WORK_DIR)?;
                 home.write(&staging.join(LOWER_FILE), mode::LOWER_FILE, lower.format().as_bytes())?;
             }
+            self.remap_new_layer(&staging)?;
             if let Some(plan) = idmap {
                 self.build_id_map(id, &staging, plan, lower.as_ref())?;
             }
@@ -406,7 +401,9 @@ impl<B: Backend> Overlay2<B> {
     }
 
     fn naive(&self) -> NaiveDiff<Trees<'_, B>> {
-        NaiveDiff::new(Trees(self)).with_id_maps(self.id_maps.clone())
+        NaiveDiff::new(Trees(self))
+            .with_id_maps(self.id_maps.clone())
+            .with_ownable(self.backend.ownable_ids(), self.options.ignore_chown_errors)
     }
 
     fn parse_pair(id: &str, parent: Option<&str>) -> Result<(LayerId, Option<LayerId>)> {
@@ -656,6 +653,7 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e.into()),
         }
+        self.remap_dir(&merged)?;
         if let Err(e) = self.backend.mount(&req) {
             let _ = self.home().remove_dir(&merged);
             // A damaged home is named as such; else the mount's own error.
@@ -663,6 +661,10 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
                 Err(corrupt @ DriverError::Corrupt { .. }) => Err(corrupt),
                 _ => Err(e),
             };
+        }
+        if !committed && let Err(e) = self.remap_after_mount(&relative_layer_dir(&id)) {
+            let _ = self.backend.unmount(&merged);
+            return Err(e);
         }
         state.mounts = 1;
         Ok(home_path.join(&merged))
@@ -696,7 +698,7 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
             ("Backing Filesystem".into(), caps.backing_fs.clone()),
             ("Supports d_type".into(), caps.d_type.to_string()),
             ("Native Overlay Diff".into(), caps.native_diff.to_string()),
-            ("userxattr".into(), "false".into()),
+            ("userxattr".into(), caps.userxattr().to_string()),
             ("Id-mapped layers".into(), caps.id_map.to_string()),
         ]
     }
@@ -805,9 +807,11 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
         let applied = (|| -> Result<u64> {
             let tree = self.home().subtree(&staging)?;
             let opts = ImportOptions {
-                whiteouts: ImportWhiteouts::Overlay(XattrNamespace::Trusted),
+                whiteouts: ImportWhiteouts::Overlay(self.backend.capabilities().xattrs),
                 id_maps: self.archive_id_maps(&id)?,
                 exclude: Vec::new(),
+                ownable: self.backend.ownable_ids(),
+                ignore_chown_errors: self.options.ignore_chown_errors,
                 workers: self.apply_workers.load(std::sync::atomic::Ordering::Relaxed),
             };
             let stats = overlay_archive::import(&*tree, diff, &opts).map_err(|source| DriverError::Archive {
@@ -817,6 +821,7 @@ impl<B: Backend> GraphDriver for Overlay2<B> {
             let diff_dir = relative_diff_dir(&id);
             let mode_of_diff = self.home().metadata(&diff_dir)?.mode;
             self.home().set_mode(&staging, mode_of_diff)?;
+            self.remap_dir(&staging)?;
             self.home().rename(&staging, &diff_dir).map_err(|e| match e.kind() {
                 ErrorKind::DirectoryNotEmpty | ErrorKind::AlreadyExists => Self::corrupt(
                     &id,

@@ -13,9 +13,18 @@
 //!   [`repair`](Overlay2::repair) clean what a crash leaves, and move
 //!   layers they cannot make work into a quarantine
 //!   ([`quarantined`](Overlay2::quarantined)) instead of deleting them.
+//! - Docker's `--userns-remap`: [`Overlay2::with_id_maps`] shifts every
+//!   layer's ids and gives its directories to the remapped root.
 //! - Id-mapped layers: [`CreateOpts::id_maps`] gives a layer a uid/gid map
 //!   of its own; the layers below are shown shifted by it (id-mapped
 //!   lowers, or chowned copies where the kernel cannot: [`IdMapSupport`]).
+//! - Rootless: [`KernelBackend`] in a user namespace (an unprivileged
+//!   user's `unshare --user`, rootlesskit) mounts with `userxattr` and
+//!   marks opaque dirs `user.overlay.opaque` ([`Capabilities::xattrs`],
+//!   `status` says `userxattr`); an applied file whose id the namespace
+//!   does not map fails the apply, naming it, unless
+//!   `overlay2.ignore_chown_errors=true` gives it to root; a quota is
+//!   refused.
 //! - [`Backend`]: where it runs. [`KernelBackend`] is a home directory,
 //!   overlayfs and XFS quotas; [`FakeBackend`] is all in memory (a `MemFs`
 //!   home and a model of overlayfs that writes whiteouts and opaque markers
@@ -50,6 +59,7 @@ mod locks;
 mod native;
 mod options;
 mod quarantine;
+mod remap;
 
 pub use backend::{Backend, Capabilities, IdMapSupport, KernelBackend, LowerIdMap, MountRequest};
 pub use check::Problem;
@@ -58,6 +68,7 @@ pub use driver::{Overlay2, STAGING_PREFIX};
 pub use error::{DriverError, Result};
 pub use fake::FakeBackend;
 pub use graph::GraphDriver;
+pub use idmapped::LayerIdMaps;
 pub use options::{CreateOpts, DriverOptions};
 pub use quarantine::{Quarantined, REASON_FILE};
 

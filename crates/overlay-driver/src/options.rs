@@ -13,6 +13,11 @@ pub struct DriverOptions {
     pub default_size: Option<u64>,
     /// `overlay2.override_kernel_check` (accepted and ignored, as Docker 20.10).
     pub override_kernel_check: bool,
+    /// `overlay2.ignore_chown_errors` (containers/storage's option of the
+    /// same name): rootless, a file of an applied layer whose id this
+    /// user namespace does not map belongs to root instead of failing
+    /// the apply. No effect in the initial namespace, where every id is.
+    pub ignore_chown_errors: bool,
 }
 
 impl DriverOptions {
@@ -30,17 +35,19 @@ impl DriverOptions {
                 .split_once('=')
                 .ok_or_else(|| DriverError::BadOption(format!("overlay2: invalid option {option:?}: not KEY=VALUE")))?;
             match key.trim().to_ascii_lowercase().as_str() {
-                "overlay2.override_kernel_check" => {
-                    out.override_kernel_check = parse_bool(value.trim()).ok_or_else(|| {
-                        DriverError::BadOption(format!("overlay2: {key}: {value:?} is not a boolean"))
-                    })?;
-                }
+                "overlay2.override_kernel_check" => out.override_kernel_check = boolean(key, value)?,
+                "overlay2.ignore_chown_errors" => out.ignore_chown_errors = boolean(key, value)?,
                 "overlay2.size" => out.default_size = Some(size(value)?),
                 _ => return Err(DriverError::BadOption(format!("overlay2: unknown option {key}"))),
             }
         }
         Ok(out)
     }
+}
+
+fn boolean(key: &str, value: &str) -> Result<bool> {
+    parse_bool(value.trim())
+        .ok_or_else(|| DriverError::BadOption(format!("overlay2: {key}: {value:?} is not a boolean")))
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -106,6 +113,11 @@ mod tests {
         let o = DriverOptions::parse(&["overlay2.size=10G", "overlay2.override_kernel_check=true"]).unwrap();
         assert_eq!(o.default_size, Some(10 << 30));
         assert!(o.override_kernel_check);
+        assert!(!o.ignore_chown_errors);
+        let o = DriverOptions::parse(&["overlay2.ignore_chown_errors=true"]).unwrap();
+        assert!(o.ignore_chown_errors);
+        let e = DriverOptions::parse(&["overlay2.ignore_chown_errors=maybe"]).unwrap_err();
+        assert!(e.to_string().contains("not a boolean"), "{e}");
         let e = DriverOptions::parse(&["overlay2.bogus=1"]).unwrap_err().to_string();
         assert_eq!(e, "overlay2: unknown option overlay2.bogus");
         assert!(DriverOptions::parse(&["overlay2.size"]).is_err());

@@ -1,7 +1,12 @@
 //! One conformance suite for any `GraphDriver`, run on the kernel backend
-//! (needs root and overlayfs: otherwise it says so and skips) and on the
-//! in-memory fake. It covers Docker's graphtest, containerd's snapshotter
-//! regressions, and what a layer store must refuse or survive.
+//! (needs root and overlayfs: otherwise it says so and skips), on the
+//! kernel backend rootless (each case in a child in a user namespace of
+//! its own, as an unprivileged user: `rootless_root` with
+//! `--map-root-user`, `rootless_subids` with a sub-id range; see
+//! `common::rootless`), and on the in-memory fake (also as it runs
+//! rootless: `fake_userxattr`, markers in `user.overlay.*`). It covers Docker's
+//! graphtest, containerd's snapshotter regressions, and what a layer
+//! store must refuse or survive.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -35,6 +40,10 @@ fn kernel() -> Option<Fixture> {
     let backend = KernelBackend::new(dir.path().join("overlay2")).unwrap();
     let home = overlay_driver::Backend::home(&backend).clone();
     let driver = Overlay2::new(backend, &[] as &[&str]).unwrap();
+    if common::rootless::is_child() {
+        common::rootless::assert_in_user_namespace();
+        assert!(driver.status().contains(&("userxattr".into(), "true".into())));
+    }
     Some(Fixture {
         driver: Box::new(driver),
         home,
@@ -43,7 +52,15 @@ fn kernel() -> Option<Fixture> {
 }
 
 fn fake() -> Option<Fixture> {
-    let backend = overlay_driver::FakeBackend::new();
+    fake_with(overlay_driver::FakeBackend::new())
+}
+
+/// The fake as the kernel backend runs rootless (`user.overlay.*`).
+fn fake_userxattr() -> Option<Fixture> {
+    fake_with(overlay_driver::FakeBackend::new().with_user_xattrs())
+}
+
+fn fake_with(backend: overlay_driver::FakeBackend) -> Option<Fixture> {
     let home = overlay_driver::Backend::home(&backend).clone();
     let driver = Overlay2::new(backend, &[] as &[&str]).unwrap();
     Some(Fixture {
@@ -57,6 +74,9 @@ macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod kernel { $( #[test] fn $name() { if let Some(f) = super::kernel() { super::$name(&f) } } )* }
         mod fake { $( #[test] fn $name() { if let Some(f) = super::fake() { super::$name(&f) } } )* }
+        mod fake_userxattr { $( #[test] fn $name() { if let Some(f) = super::fake_userxattr() { super::$name(&f) } } )* }
+        mod rootless_root { $( #[test] fn $name() { super::rootless(super::common::rootless::Map::Root, stringify!($name)) } )* }
+        mod rootless_subids { $( #[test] fn $name() { super::rootless(super::common::rootless::Map::SubIds, stringify!($name)) } )* }
     };
 }
 
@@ -84,6 +104,14 @@ suite!(
     concurrent_layers,
     quota_without_support_is_dockers_error,
 );
+
+/// The kernel case `name`, run by a rootless child (in a child, which
+/// runs only the kernel case, nothing).
+fn rootless(map: common::rootless::Map, name: &str) {
+    if !common::rootless::is_child() {
+        common::rootless::run_test(map, &format!("kernel::{name}"));
+    }
+}
 
 fn p(s: &str) -> &Path {
     Path::new(s)
@@ -245,6 +273,17 @@ fn chown_of_a_lower_file(f: &Fixture) {
     let d = &*f.driver;
     base(d);
     d.create_read_write("c", Some("base"), &none()).unwrap();
+    if !common::rootless::namespace_maps(1000, 1001) {
+        // `--map-root-user`: no other id exists; the kernel refuses, and
+        // the lower file keeps its owner.
+        edit(d, "c", |t| {
+            let e = t.set_owner(p("etc/motd"), 1000, 1001).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        });
+        eprintln!("skipped in part: this user namespace maps no uid 1000, so nothing can be chowned to it");
+        assert_eq!(read_owner(d, "c", "etc/motd"), (0, 0));
+        return;
+    }
     edit(d, "c", |t| t.set_owner(p("etc/motd"), 1000, 1001).unwrap());
     d.get("c", None).unwrap();
     let m = d.tree("c").unwrap().metadata(p("etc/motd")).unwrap();
@@ -253,6 +292,13 @@ fn chown_of_a_lower_file(f: &Fixture) {
     d.get("base", None).unwrap();
     assert_eq!(d.tree("base").unwrap().metadata(p("etc/motd")).unwrap().uid, 0);
     d.put("base").unwrap();
+}
+
+fn read_owner(d: &dyn GraphDriver, id: &str, path: &str) -> (u32, u32) {
+    d.get(id, None).unwrap();
+    let m = d.tree(id).unwrap().metadata(p(path)).unwrap();
+    d.put(id).unwrap();
+    (m.uid, m.gid)
 }
 
 fn directory_permission_survives_commit(f: &Fixture) {

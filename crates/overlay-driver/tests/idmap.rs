@@ -12,6 +12,8 @@
 
 mod common;
 
+use common::tar_entry as entry;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -128,21 +130,6 @@ fn with_maps(m: &IdMaps) -> CreateOpts {
         id_maps: m.clone(),
         ..CreateOpts::default()
     }
-}
-
-/// One tar entry: path, type, mode, owner, link target.
-fn entry(b: &mut tar::Builder<Vec<u8>>, path: &str, ty: tar::EntryType, mode: u32, id: u64, data: &[u8], link: &str) {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(ty);
-    h.set_mode(mode);
-    h.set_uid(id);
-    h.set_gid(id);
-    h.set_mtime(1_600_000_000);
-    h.set_size(data.len() as u64);
-    if !link.is_empty() {
-        h.set_link_name(link).unwrap();
-    }
-    b.append_data(&mut h, path, data).unwrap();
 }
 
 /// The image: `img0` (files of root, a user, an id outside every map
@@ -501,7 +488,8 @@ fn bad_maps_are_refused_naming_the_problem_and_change_nothing(rig: &Rig) {
     // A driver remapping every layer already (userns-remap) takes none.
     let remapped = Overlay2::new(FakeBackend::new(), &[] as &[&str])
         .unwrap()
-        .with_id_maps(maps(&ok));
+        .with_id_maps(maps(&ok))
+        .unwrap();
     remapped.create("base", None, &CreateOpts::default()).unwrap();
     let e = remapped
         .create_read_write("bad", Some("base"), &with_maps(&maps(&[r(0, 200_000, 10)])))

@@ -52,7 +52,8 @@ pub const QUARANTINE_DIR: &str = "quarantine";
 /// (the reference) opened them to 0701 so a remapped root could traverse
 /// to its `diff`; that let any local user traverse into layer contents and
 /// run setuid binaries there (CVE-2021-41091), and 20.10.9 closed them to
-/// 0710 with the remapped root's group. These constants are the 0710 form.
+/// 0710 with the remapped root's group (`l/`: 0700). These constants are
+/// that form.
 /// Files are as Docker leaves them on disk under its usual umask of 022.
 ///
 /// Ownership differs too: the home, `l/` and layer directories belong to
@@ -62,8 +63,13 @@ pub mod mode {
     /// The home directory: made with `l/` in `Init` (0701 in 20.10.5, 0710
     /// since the CVE-2021-41091 fix).
     pub const HOME: u32 = 0o710;
-    /// `HOME/l`: made in `Init` (0701 in 20.10.5, 0710 since the fix).
-    pub const LINK_DIR: u32 = 0o710;
+    /// `HOME/l`: made in `Init` (0701 in 20.10.5; since the fix, 20.10.9
+    /// to 20.10.24, `MkdirAllAndChown(path.Join(home, linkDir), 0700,
+    /// cur)`: the daemon's alone, no group, as dockerd 20.10.24's built-in
+    /// overlay2 leaves it under `--userns-remap`, tested in overlay-cli's
+    /// `docker_userns.rs`). Overlay reads lowers through the links as the
+    /// mounter, root: no one else needs them.
+    pub const LINK_DIR: u32 = 0o700;
     /// `HOME/ID`: made in `create` (0701 in 20.10.5, 0710 since the fix).
     pub const LAYER_DIR: u32 = 0o710;
     /// `HOME/ID/diff`: `MkdirAndChown(path.Join(dir, diffDirName), 0755)` in
@@ -484,7 +490,8 @@ mod tests {
     fn layer_contents_are_not_reachable_by_others() {
         // CVE-2021-41091: no "other" bits on the directories above `diff`,
         // while the (remapped root's) group and the owner can traverse.
-        for m in [mode::HOME, mode::LINK_DIR, mode::LAYER_DIR] {
+        assert_eq!(mode::LINK_DIR, 0o700, "l/ is the daemon's alone");
+        for m in [mode::HOME, mode::LAYER_DIR] {
             assert_eq!(m & 0o007, 0, "{m:o} lets anyone in");
             assert_eq!(m & 0o110, 0o110, "{m:o} must stay traversable by owner and group");
             assert_eq!(m & 0o044, 0, "{m:o} must not let the group list layers");

@@ -20,6 +20,9 @@
 //! - [`probe`](probe::probe): overlay present, backing filesystem, d_type,
 //!   `index`, native-diff safety, `userxattr`, the new API, id-mapped
 //!   lowers; cached per home.
+//! - [`userns`]: the user namespace this process runs in; outside the
+//!   initial one (rootless) mounts take `userxattr` and overlayfs's
+//!   markers live in `user.overlay.*` ([`probe::Features::rootless`]).
 //!
 //! ```no_run
 //! use overlay_mount::{Method, Settings, Stack, Upper};
@@ -45,6 +48,7 @@
 //! | `STATX_ATTR_MOUNT_ROOT` | 5.8 | [`is_mount_point`] reports `NotSupported` |
 //! | overlayfs over id-mapped lowers | 5.19 (tmpfs homes 6.3) | [`probe::Features::idmap`] says why not |
 //! | id-mapped lowers by descriptor | 6.15 | [`Attach::Scratch`]: attached to scratch dirs meanwhile |
+//! | overlayfs in a user namespace (`userxattr`) | 5.11 | [`probe::probe`] fails, naming it |
 #![deny(unsafe_code)]
 
 mod error;
@@ -53,6 +57,7 @@ mod mount;
 pub mod options;
 pub mod probe;
 mod sys;
+pub mod userns;
 
 pub use error::{MountError, Result};
 pub use idmap::{Attach, IdmapLowers, UserNs};

@@ -44,6 +44,11 @@ pub struct Features {
     pub native_diff: NativeDiff,
     /// Overlayfs mounts accept `userxattr` here.
     pub userxattr: bool,
+    /// This process is outside the initial user namespace (rootless):
+    /// `trusted.*` is out of its reach, so every mount of the home takes
+    /// `userxattr` and overlayfs's markers (opaque dirs, redirects) are
+    /// `user.overlay.*`. Decided here, once, for the driver to follow.
+    pub rootless: bool,
     /// The new mount API with `lowerdir+` is available.
     pub new_mount_api: bool,
     /// Overlayfs mounts over id-mapped lowers on the home's filesystem,
@@ -70,18 +75,28 @@ pub fn probe(home: &Path) -> Result<Arc<Features>> {
     }
     require_overlay()?;
     let magic = fs_magic(&key)?;
+    let rootless = !crate::userns::in_initial();
     let features = match load_cached(&key, magic) {
         Some(f) => f,
         None => {
+            let userxattr = supports_userxattr(&key);
+            if rootless && !userxattr {
+                return Err(MountError::NotSupported(format!(
+                    "running in a user namespace, where overlayfs needs the `userxattr` mount option \
+                     (Linux 5.11), and an overlay mount with it failed on {}",
+                    key.display()
+                )));
+            }
             let f = Features {
                 backing_fs: fs_name(magic),
                 backing_magic: magic,
                 d_type: supports_d_type(&key)?,
                 index_param: Path::new("/sys/module/overlay/parameters/index").exists(),
-                native_diff: native_diff(&key)?,
-                userxattr: supports_userxattr(&key),
+                native_diff: native_diff(&key, rootless)?,
+                userxattr,
+                rootless,
                 new_mount_api: new_mount_api(),
-                idmap: idmapped_lowers(&key),
+                idmap: idmapped_lowers(&key, rootless),
             };
             store_cached(&key, &f);
             f
@@ -104,13 +119,16 @@ fn cache_file(home: &Path) -> PathBuf {
     PathBuf::from(RUN_DIR).join(format!("probe-{:016x}", h.finish()))
 }
 
-/// The kernel and module state the results depend on.
+/// The kernel and module state the results depend on, and whether this
+/// process is in the initial user namespace (a rootless process reading
+/// root's results would mount with the wrong xattrs).
 fn fingerprint(home: &Path, magic: u64) -> String {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let param =
         |name: &str| std::fs::read_to_string(format!("/sys/module/overlay/parameters/{name}")).unwrap_or_default();
+    let userns = if crate::userns::in_initial() { "init" } else { "userns" };
     format!(
-        "{} {magic:x} {} {} {} {}",
+        "{} {magic:x} {} {} {} {} {userns}",
         home.display(),
         release.trim(),
         param("metacopy").trim(),
@@ -130,13 +148,14 @@ fn store_cached(home: &Path, f: &Features) {
         Err(why) => format!("no {}", why.replace('\n', " ")),
     };
     let text = format!(
-        "{}\n{} {} {} {} {}\n{reason}\n{idmap}\n",
+        "{}\n{} {} {} {} {} {}\n{reason}\n{idmap}\n",
         fingerprint(home, f.backing_magic),
         f.d_type,
         f.index_param,
         native,
         f.userxattr,
-        f.new_mount_api
+        f.new_mount_api,
+        f.rootless
     );
     // Best effort: without /run the probes simply run again next time.
     let _ = std::fs::create_dir_all(RUN_DIR);
@@ -163,9 +182,9 @@ fn prune_cache() {
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };
-        // The fingerprint is the home, then five fields without spaces.
+        // The fingerprint is the home, then six fields without spaces.
         let first = text.lines().next().unwrap_or("");
-        let home = first.rsplitn(6, ' ').nth(5).unwrap_or("");
+        let home = first.rsplitn(7, ' ').nth(6).unwrap_or("");
         // Only a home known to be gone: not one whose name did not survive
         // `display()`, nor one we may not look at.
         if !home.is_empty() && !home.contains('\u{FFFD}') && matches!(Path::new(home).try_exists(), Ok(false)) {
@@ -188,7 +207,7 @@ fn load_cached(home: &Path, magic: u64) -> Option<Features> {
         "scratch" => Ok(Attach::Scratch),
         other => Err(other.strip_prefix("no ")?.to_string()),
     };
-    let [d_type, index_param, native, userxattr, new_api] = flags[..] else {
+    let [d_type, index_param, native, userxattr, new_api, rootless] = flags[..] else {
         return None;
     };
     Some(Features {
@@ -202,6 +221,7 @@ fn load_cached(home: &Path, magic: u64) -> Option<Features> {
             NativeDiff::Unsafe(reason)
         },
         userxattr,
+        rootless,
         new_mount_api: new_api,
         idmap,
     })
@@ -317,8 +337,13 @@ fn supports_d_type(home: &Path) -> Result<bool> {
     Ok(false)
 }
 
-/// Docker's `doesSupportNativeDiff`, plus its metacopy check.
-fn native_diff(home: &Path) -> Result<NativeDiff> {
+/// Docker's `doesSupportNativeDiff`, plus its metacopy check. Rootless,
+/// the same test in `user.overlay.*` on a `userxattr` mount (Docker
+/// allows native diff in a user namespace from Linux 5.11, where
+/// `userxattr` exists; this probe asks the kernel rather than its version).
+fn native_diff(home: &Path, rootless: bool) -> Result<NativeDiff> {
+    let ns = if rootless { "user" } else { "trusted" };
+    let opaque_xattr = format!("{ns}.overlay.opaque");
     if std::fs::read_to_string("/sys/module/overlay/parameters/metacopy").is_ok_and(|v| v.trim() == "Y") {
         return Ok(NativeDiff::Unsafe("overlay metacopy is enabled".into()));
     }
@@ -328,13 +353,8 @@ fn native_diff(home: &Path) -> Result<NativeDiff> {
         std::fs::create_dir_all(p(d)).map_err(io("mkdir", &p(d)))?;
     }
     std::fs::write(p("l1/d/f"), b"").map_err(io("create", &p("l1/d/f")))?;
-    rustix::fs::setxattr(
-        p("l2/d"),
-        "trusted.overlay.opaque",
-        b"y",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .map_err(|e| MountError::sys("setxattr trusted.overlay.opaque", p("l2/d"), e))?;
+    rustix::fs::setxattr(p("l2/d"), opaque_xattr.as_str(), b"y", rustix::fs::XattrFlags::empty())
+        .map_err(|e| MountError::sys("setxattr overlay.opaque", p("l2/d"), e))?;
     let stack = Stack {
         base: td.path().to_path_buf(),
         lowers: vec!["l2".into(), "l1".into()],
@@ -344,12 +364,16 @@ fn native_diff(home: &Path) -> Result<NativeDiff> {
         }),
         target: "merged".into(),
     };
-    let mount = stack.mount(&Settings::default(), Method::Legacy)?;
+    let settings = Settings {
+        userxattr: rootless,
+        ..Settings::default()
+    };
+    let mount = stack.mount(&settings, Method::Legacy)?;
     // Writing a file in the opaque "d" copies "d" up from l2 to l3.
     std::fs::write(p("merged/d/f"), b"").map_err(io("write", &p("merged/d/f")))?;
     // The copy must not be opaque: that would hide l1's "d" from diffs.
     let mut buf = [0u8; 8];
-    let opaque = rustix::fs::lgetxattr(p("l3/d"), "trusted.overlay.opaque", &mut buf[..]);
+    let opaque = rustix::fs::lgetxattr(p("l3/d"), opaque_xattr.as_str(), &mut buf[..]);
     if opaque.is_ok_and(|n| &buf[..n] == b"y") {
         return Ok(NativeDiff::Unsafe(
             "opaque flag erroneously copied up, consider update to kernel 4.8 or later to fix".into(),
@@ -361,7 +385,7 @@ fn native_diff(home: &Path) -> Result<NativeDiff> {
         Err(e) => return Err(MountError::sys("rename in merged dir", p("merged/d"), errno_of(&e))),
         Ok(()) => {}
     }
-    let redirect = rustix::fs::getxattr(p("l3/d2"), "trusted.overlay.redirect", &mut [0u8; 4096][..]);
+    let redirect = rustix::fs::getxattr(p("l3/d2"), format!("{ns}.overlay.redirect"), &mut [0u8; 4096][..]);
     drop(mount);
     if matches!(redirect, Ok(n) if n > 0) {
         return Ok(NativeDiff::Unsafe(
@@ -408,7 +432,12 @@ const PROBE_HOST_ID: u32 = 4_000_000_000;
 /// `supportsIdmappedLowerLayers`: a real mount over a lower mapped
 /// `0 -> PROBE_HOST_ID`, and a file of it must show the host id.) Tried
 /// by descriptor first (nothing attached), then through scratch dirs.
-fn idmapped_lowers(home: &Path) -> std::result::Result<Attach, String> {
+fn idmapped_lowers(home: &Path, rootless: bool) -> std::result::Result<Attach, String> {
+    if rootless {
+        // `mount_setattr(MOUNT_ATTR_IDMAP)` needs `CAP_SYS_ADMIN` in the
+        // namespace that owns the home's filesystem: the initial one.
+        return Err("running in a user namespace: id-mapping a mount needs CAP_SYS_ADMIN in the initial one".into());
+    }
     let td = scratch(home, ".idmap-check-").map_err(|e| e.to_string())?;
     let p = |s: &str| td.path().join(s);
     for d in ["lower", "upper", "work", "merged"] {
@@ -474,6 +503,7 @@ mod tests {
             index_param: true,
             native_diff: NativeDiff::Unsafe("kernel has CONFIG_OVERLAY_FS_REDIRECT_DIR enabled".into()),
             userxattr: false,
+            rootless: false,
             new_mount_api: true,
             idmap: Err("overlayfs cannot mount over id-mapped lowers here".into()),
         };

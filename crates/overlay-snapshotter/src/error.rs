@@ -64,6 +64,7 @@ impl SnapshotError {
             Self::Driver { source, .. } => match source {
                 overlay_driver::DriverError::InvalidId(_)
                 | overlay_driver::DriverError::BadOption(_)
+                | overlay_driver::DriverError::IdMap { .. }
                 | overlay_driver::DriverError::Layout {
                     source: overlay_layout::LayoutError::MaxDepthExceeded { .. },
                     ..

@@ -15,6 +15,10 @@
 //!   containerd's client maps back to its errdefs.
 //! - [`Mount`]: what Prepare, View and Mounts return; containerd mounts.
 //! - [`Filters`]: containerd's filter syntax, for List.
+//! - [`IdMapMounts`], [`label_maps`]: containerd's remap labels
+//!   (`containerd.io/snapshot/uidmapping`, `…/gidmapping`): snapshots in
+//!   user namespaces, made as id-mapped layers and mounted in a form the
+//!   serving containerd can perform (README: "User namespaces").
 //! - [`Store`]: the metadata database (redb), one transaction per call.
 //!
 //! ```
@@ -36,6 +40,7 @@ mod filter;
 mod meta;
 mod mounts;
 pub mod proto;
+mod remap;
 mod service;
 mod snapshotter;
 
@@ -43,6 +48,7 @@ pub use error::{Result, SnapshotError};
 pub use filter::{Fields, Filter, FilterError, Filters};
 pub use meta::{DB_FILE, Kind, Record, Store, Time, Usage};
 pub use mounts::{Mount, MountOptions};
+pub use remap::{IdMapMounts, LABEL_GID_MAPPING, LABEL_UID_MAPPING, label_maps, mount_options};
 pub use service::Service;
 pub use snapshotter::{Info, MAX_KEY_LEN, MAX_LABEL_LEN, Mismatch, Snapshotter, containerd_depth_limit};
 

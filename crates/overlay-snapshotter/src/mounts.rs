@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use overlay_driver::LayerDirs;
+use overlay_driver::{LayerDirs, LayerIdMaps};
 
 /// A mount for containerd to perform (`containerd.types.Mount`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -24,13 +24,18 @@ pub struct Mount {
 pub struct MountOptions {
     /// Pass `index=off`.
     pub index_off: bool,
+    /// Pass `userxattr`: the server runs rootless (in a user namespace),
+    /// its layers' markers are `user.overlay.*`, and containerd mounts in
+    /// that namespace too.
+    pub userxattr: bool,
 }
 
 fn path(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn bind(source: &Path, rw: &str) -> Mount {
+/// A bind mount of `source`, `rw` or `ro`, recursive (`rbind`).
+pub(crate) fn bind(source: &Path, rw: &str) -> Mount {
     Mount {
         kind: "bind".into(),
         source: path(source),
@@ -59,6 +64,9 @@ impl MountOptions {
         if self.index_off {
             options.push("index=off".to_owned());
         }
+        if self.userxattr {
+            options.push("userxattr".to_owned());
+        }
         if let Some((diff, work)) = upper {
             options.push(format!("workdir={}", path(work)));
             options.push(format!("upperdir={}", path(diff)));
@@ -70,6 +78,32 @@ impl MountOptions {
             source: "overlay".into(),
             options,
         }]
+    }
+
+    /// The mounts of a layer with id maps in containerd 2's form: those of
+    /// [`mounts`](Self::mounts), with `uidmap=` and `gidmap=` first where
+    /// they show lower layers (containerd 2 id-maps every lowerdir, or the
+    /// bind mount of a view's one layer). A bind of the layer's own `diff`
+    /// gets none: its files are stored with host ids already.
+    ///
+    /// `None` where the form cannot say what the layer needs: a lower
+    /// stored with host ids (a parent made with the same maps) must not be
+    /// mapped again, and a layer made with chowned copies of its lowers
+    /// (a kernel that cannot id-map) shows those instead.
+    pub fn id_mapped_mounts(&self, view: bool, dirs: &LayerDirs, maps: &LayerIdMaps) -> Option<Vec<Mount>> {
+        if maps.copies || !maps.lowers_mapped.iter().all(|m| *m) {
+            return None;
+        }
+        let mut mounts = self.mounts(view, dirs);
+        let own_diff = mounts
+            .iter()
+            .any(|m| m.kind == "bind" && Path::new(&m.source) == dirs.diff);
+        if !own_diff {
+            for m in &mut mounts {
+                m.options.splice(0..0, crate::remap::mount_options(&maps.maps));
+            }
+        }
+        Some(mounts)
     }
 }
 
@@ -91,7 +125,10 @@ mod tests {
 
     #[test]
     fn shapes_as_containerd_overlayfs() {
-        let o = MountOptions { index_off: true };
+        let o = MountOptions {
+            index_off: true,
+            ..MountOptions::default()
+        };
         assert_eq!(o.mounts(false, &dirs(0)), [bind(Path::new("/h/a/diff"), "rw")]);
         assert_eq!(o.mounts(true, &dirs(0)), [bind(Path::new("/h/a/diff"), "ro")]);
         assert_eq!(o.mounts(true, &dirs(1)), [bind(Path::new("/h/p0/diff"), "ro")]);
@@ -106,7 +143,17 @@ mod tests {
                 "lowerdir=/h/l/L0:/h/l/L1"
             ]
         );
-        let view = MountOptions { index_off: false }.mounts(true, &dirs(3));
+        let view = MountOptions::default().mounts(true, &dirs(3));
         assert_eq!(view[0].options, ["lowerdir=/h/l/L0:/h/l/L1:/h/l/L2"]);
+        // Rootless: containerd mounts in the user namespace with `userxattr`.
+        let rootless = MountOptions {
+            index_off: true,
+            userxattr: true,
+        };
+        assert_eq!(
+            rootless.mounts(false, &dirs(2))[0].options[..2],
+            ["index=off", "userxattr"]
+        );
+        assert_eq!(rootless.mounts(true, &dirs(1)), [bind(Path::new("/h/p0/diff"), "ro")]);
     }
 }

@@ -19,6 +19,7 @@ use crate::error::{Result, SnapshotError};
 use crate::filter::{Fields, Filters};
 use crate::meta::{DB_FILE, Kind, Record, Store, Time, Usage};
 use crate::mounts::{Mount, MountOptions};
+use crate::remap::{IdMapMounts, chowned_by_client, label_maps};
 
 /// The longest key accepted, in bytes (containerd's own keys are a
 /// namespace, a sequence number and a digest: well under this).
@@ -98,6 +99,8 @@ pub struct Snapshotter<B> {
     driver: Overlay2<B>,
     store: Store,
     options: MountOptions,
+    /// How id-mapped snapshots are mounted (containerd's remap labels).
+    id_map_mounts: IdMapMounts,
     /// Held shared while a layer exists without its record (Prepare,
     /// View) or the reverse (Remove); exclusively by Cleanup, so it never
     /// takes such a layer for an orphan.
@@ -227,13 +230,23 @@ impl<B: Backend> Snapshotter<B> {
         let caps = driver.backend().capabilities();
         let options = MountOptions {
             index_off: caps.index_off,
+            userxattr: caps.userxattr(),
         };
         Self {
             driver,
             store,
             options,
+            id_map_mounts: IdMapMounts::default(),
             gc: RwLock::new(()),
         }
+    }
+
+    /// Describes id-mapped snapshots' mounts in `form` (default:
+    /// [`IdMapMounts::Bind`], which any containerd can mount).
+    #[must_use]
+    pub fn with_id_map_mounts(mut self, form: IdMapMounts) -> Self {
+        self.id_map_mounts = form;
+        self
     }
 
     /// The layer store underneath.
@@ -282,6 +295,10 @@ impl<B: Backend> Snapshotter<B> {
         let mut labels = labels;
         check_key("snapshot key", key)?;
         check_labels(key, &mut labels)?;
+        let mut opts = CreateOpts {
+            id_maps: label_maps(key, &labels)?,
+            ..CreateOpts::default()
+        };
         let parent = (!parent.is_empty()).then_some(parent);
         let _gc = self.gc.read();
         // Refuse what will be refused before making a layer for it.
@@ -291,8 +308,16 @@ impl<B: Backend> Snapshotter<B> {
         let parent_layer = parent
             .map(|p| Self::parent_layer(self.store.lookup(p)?, key, p).map(|r| r.layer))
             .transpose()?;
+        let chowned =
+            chowned_by_client(&self.driver, parent_layer.as_deref(), &opts.id_maps).map_err(Self::driver_err(key))?;
+        if chowned.is_some() {
+            info!(
+                key,
+                parent, "parent already chowned by containerd's client: no id-mapped lowers"
+            );
+            opts.id_maps = overlay_archive::IdMaps::identity();
+        }
         let layer = new_layer_id();
-        let opts = CreateOpts::default();
         let made = match kind {
             Kind::Active => self.driver.create_read_write(&layer, parent_layer.as_deref(), &opts),
             _ => self.driver.create(&layer, parent_layer.as_deref(), &opts),
@@ -310,6 +335,11 @@ impl<B: Backend> Snapshotter<B> {
             mounts: Vec::new(),
         };
         let recorded = (|| {
+            if let Some((uid, gid)) = chowned {
+                self.driver
+                    .set_upper_owner(&layer, uid, gid)
+                    .map_err(Self::driver_err(key))?;
+            }
             rec.mounts = self.mounts_of(key, &rec)?;
             let mut txn = self.store.write()?;
             if txn.get(key)?.is_some() {
@@ -340,7 +370,13 @@ impl<B: Backend> Snapshotter<B> {
     pub fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
         check_key("snapshot key", key)?;
         let rec = self.store.get(key)?;
-        if rec.kind == Kind::Committed || rec.mounts.is_empty() {
+        // A bind of the layer's merged dir (an id-mapped snapshot) is
+        // worked out again: that mounts it if it is not (after a reboot).
+        let merged = rec
+            .mounts
+            .first()
+            .is_some_and(|m| m.kind == "bind" && m.source.ends_with("/merged"));
+        if rec.kind == Kind::Committed || rec.mounts.is_empty() || merged {
             return self.mounts_of(key, &rec);
         }
         Ok(rec.mounts)
@@ -353,7 +389,41 @@ impl<B: Backend> Snapshotter<B> {
             )));
         }
         let dirs = self.driver.dirs(&rec.layer).map_err(Self::driver_err(key))?;
-        Ok(self.options.mounts(rec.kind == Kind::View, &dirs))
+        let view = rec.kind == Kind::View;
+        let Some(maps) = self.driver.layer_id_maps(&rec.layer).map_err(Self::driver_err(key))? else {
+            return Ok(self.options.mounts(view, &dirs));
+        };
+        if self.id_map_mounts == IdMapMounts::Options {
+            if let Some(mounts) = self.options.id_mapped_mounts(view, &dirs, &maps) {
+                return Ok(mounts);
+            }
+            debug!(
+                key,
+                layer = rec.layer,
+                "uidmap= options cannot show this layer: bind form"
+            );
+        }
+        // The driver mounts the id-mapped stack (once: a restarted server
+        // adopts the mount its predecessor made); containerd binds it.
+        let shown = if self.driver.is_mounted(&rec.layer) {
+            dirs.diff.with_file_name(overlay_layout::MERGED_DIR)
+        } else {
+            self.driver.get(&rec.layer, None).map_err(Self::driver_err(key))?
+        };
+        Ok(vec![crate::mounts::bind(&shown, if view { "ro" } else { "rw" })])
+    }
+
+    /// Unmounts what [`mounts_of`](Self::mounts_of) mounted for an
+    /// id-mapped snapshot (every reference: one per get, one more for a
+    /// mount adopted after a restart).
+    fn unmount_id_mapped(&self, key: &str, layer: &str) -> Result<()> {
+        for _ in 0..8 {
+            if !self.driver.is_mounted(layer) {
+                return Ok(());
+            }
+            self.driver.put(layer).map_err(Self::driver_err(key))?;
+        }
+        Ok(())
     }
 
     /// Turns the active snapshot `key` into the committed snapshot `name`
@@ -378,6 +448,7 @@ impl<B: Backend> Snapshotter<B> {
                 rec.kind.as_str()
             )));
         }
+        self.check_commit_maps(name, key, &rec.layer, &labels)?;
         // Measured outside the transaction: the walk may take a while.
         let measured = self.driver.usage(&rec.layer).map_err(Self::driver_err(key))?;
         let mut txn = self.store.write()?;
@@ -406,8 +477,32 @@ impl<B: Backend> Snapshotter<B> {
         };
         txn.put(name, &committed)?;
         txn.commit()?;
+        // Committed: nothing mounts it as a container's root any more.
+        if let Err(e) = self.unmount_id_mapped(name, &committed.layer) {
+            warn!(name, layer = committed.layer, error = %e, "committed, but its id-mapped mount stays until Remove");
+        }
         debug!(key, name, layer = committed.layer, "snapshot committed");
         Ok(())
+    }
+
+    /// A committed snapshot keeps the maps its active snapshot was made
+    /// with: its own files are stored with host ids, which relabeling
+    /// cannot change. Remap labels on Commit must name those maps (or be
+    /// absent); snapshots on it get them (the driver's inheritance).
+    fn check_commit_maps(&self, name: &str, key: &str, layer: &str, labels: &BTreeMap<String, String>) -> Result<()> {
+        let asked = label_maps(name, labels)?;
+        if asked.is_identity() {
+            return Ok(());
+        }
+        let stored = self.driver.layer_id_maps(layer).map_err(Self::driver_err(key))?;
+        if stored.as_ref().map(|m| &m.maps) == Some(&asked) {
+            return Ok(());
+        }
+        Err(SnapshotError::InvalidArgument(format!(
+            "snapshot {name:?}: its remap labels differ from the maps {key:?} was prepared with ({}): \
+             the files are stored with those ids",
+            stored.map_or_else(|| "none".to_owned(), |m| crate::remap::describe(&m.maps))
+        )))
     }
 
     /// Removes snapshot `key` and its layer.

@@ -5,72 +5,15 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use hyper_util::rt::TokioIo;
-use overlay_driver::{FakeBackend, Overlay2};
-use overlay_snapshotter::proto::snapshots::snapshots_client::SnapshotsClient;
+mod common;
+
+use common::{Server, client};
 use overlay_snapshotter::proto::snapshots::{
     CommitSnapshotRequest, Info, Kind, ListSnapshotsRequest, MountsRequest, PrepareSnapshotRequest,
     RemoveSnapshotRequest, StatSnapshotRequest, UpdateSnapshotRequest, UsageRequest, ViewSnapshotRequest,
 };
-use overlay_snapshotter::{Service, Snapshotter, Store};
-use tokio::net::UnixStream;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
-
-struct Server {
-    socket: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let socket = dir.path().join("s.sock");
-        let driver = Overlay2::new(FakeBackend::new(), &[] as &[&str]).expect("driver");
-        let s = Arc::new(Snapshotter::new(driver, Store::in_memory().expect("store")));
-        let listener = tokio::net::UnixListener::bind(&socket).expect("bind");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            Service::new(s)
-                .serve(listener, async {
-                    let _ = rx.await;
-                })
-                .await
-                .expect("serve");
-        });
-        Self {
-            socket,
-            stop: Some(tx),
-            task,
-            _dir: dir,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        (&mut self.task).await.expect("server task");
-    }
-}
-
-async fn client(socket: &Path) -> SnapshotsClient<Channel> {
-    let socket = socket.to_path_buf();
-    let channel = Endpoint::try_from("http://[::]:0")
-        .expect("endpoint")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let socket = socket.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(socket).await?)) }
-        }))
-        .await
-        .expect("connect");
-    SnapshotsClient::new(channel)
-}
 
 fn prepare(key: &str, parent: &str) -> PrepareSnapshotRequest {
     PrepareSnapshotRequest {

@@ -4,10 +4,13 @@
 //! processes by pid, a private mount namespace to run the daemons in
 //! ([`Namespace`]), the cgroup dirs the containers leave ([`Cgroups`]),
 //! log files and their tails, and the leak checks (mounts naming the
-//! test's directory, processes left in the namespace).
+//! test's directory, processes left in the namespace); and a server
+//! process with the calls dockerd makes to a plugin ([`server`]).
 //!
 //! Each test binary uses part of it.
 #![allow(dead_code, clippy::unwrap_used)]
+
+pub mod server;
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::net::UnixStream;

@@ -1,7 +1,12 @@
 //! The harness the tests that drive the real `overlay2` binary on a
-//! temporary home share (`cli.rs`, `idmap.rs`, `import_parallel`): a home cleaned up
-//! by a drop guard, and what one run of the binary did.
+//! temporary home share (`cli.rs`, `idmap.rs`, `import_parallel`,
+//! `rootless.rs`): a home cleaned up by a drop guard, and what one run of
+//! the binary did. A rootless home ([`Home::rootless`]) runs every command
+//! in a user namespace of its own, as an unprivileged user.
 #![allow(dead_code, clippy::unwrap_used)]
+
+#[path = "../../../overlay-driver/tests/common/rootless.rs"]
+pub mod rootless;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -12,16 +17,14 @@ use serde_json::{Value, json};
 /// A temporary home; dropping it unmounts whatever it has mounted.
 pub struct Home {
     pub path: PathBuf,
+    /// Rootless: the user namespace commands run in, and as whom.
+    pub rootless: Option<(rootless::Map, rootless::User)>,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for Home {
     fn drop(&mut self) {
-        let _ = Command::new(env!("CARGO_BIN_EXE_overlay2"))
-            .arg("--home")
-            .arg(&self.path)
-            .arg("cleanup")
-            .output();
+        let _ = self.cmd(&["cleanup"]).output();
     }
 }
 
@@ -87,18 +90,85 @@ impl Home {
         let dir = tempfile::tempdir().unwrap();
         let home = Self {
             path: dir.path().join("home"),
+            rootless: None,
             _dir: dir,
         };
-        let status = home.run(&["status"]);
+        home.usable(test)
+    }
+
+    /// A fresh home that every command uses rootless, in a new user and
+    /// mount namespace with `map` (a mount lasts as long as its command:
+    /// see [`Home::rootless_script`]); `None`, with the reason printed,
+    /// where that cannot run.
+    pub fn rootless(test: &str, map: rootless::Map) -> Option<Self> {
+        let user = rootless::User::find();
+        let bin = rootless::runnable(std::path::Path::new(env!("CARGO_BIN_EXE_overlay2")));
+        if let Some(why) = map.skip_reason(&user, &bin) {
+            eprintln!("skipped {test} rootless ({map:?}): {why}");
+            return None;
+        }
+        // Reachable by the user; the home's parent is the namespace root's.
+        let dir = tempfile::tempdir().unwrap();
+        let parent = dir.path().join("rootless");
+        std::fs::create_dir(&parent).unwrap();
+        let (uid, gid) = user.root_of(map);
+        std::os::unix::fs::chown(&parent, Some(uid), Some(gid)).unwrap();
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let home = Self {
+            path: parent.join("home"),
+            rootless: Some((map, user)),
+            _dir: dir,
+        };
+        home.usable(test)
+    }
+
+    /// The home's directory, writable by whoever runs its commands.
+    pub fn dir(&self) -> PathBuf {
+        self.path.parent().unwrap().to_path_buf()
+    }
+
+    fn usable(self, test: &str) -> Option<Self> {
+        let status = self.run(&["status"]);
         if status.code != 0 {
             eprintln!("skipped {test}: the driver cannot run here: {}", status.stderr.trim());
             return None;
         }
-        Some(home)
+        Some(self)
+    }
+
+    /// A shell running `script` with `$OV` the binary and `$HOME_DIR`
+    /// the home, in the home's user namespace if rootless: for what must
+    /// happen in one mount namespace (`mount`, read, `umount`).
+    pub fn rootless_script(&self, script: &str) -> Run {
+        let mut c = match &self.rootless {
+            Some((map, user)) => map.command(user, std::path::Path::new("/bin/sh")),
+            None => Command::new("/bin/sh"),
+        };
+        let out = c
+            .args(["-c", script])
+            .env("OV", self.bin())
+            .env("HOME_DIR", &self.path)
+            .env_remove("OVERLAY2_HOME")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        Run::from(out)
+    }
+
+    /// The binary, as whoever runs the home's commands can run it.
+    pub fn bin(&self) -> PathBuf {
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_overlay2"));
+        match &self.rootless {
+            Some(_) => rootless::runnable(bin),
+            None => bin.to_path_buf(),
+        }
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_overlay2"));
+        let mut c = match &self.rootless {
+            Some((map, user)) => map.command(user, &self.bin()),
+            None => Command::new(self.bin()),
+        };
         c.arg("--home")
             .arg(&self.path)
             .args(args)

@@ -69,6 +69,7 @@ impl FakeBackend {
                 quota: Err("the in-memory fake keeps no quotas".into()),
                 index_off: true,
                 id_map: IdMapSupport::Mounts,
+                xattrs: overlay_archive::XattrNamespace::Trusted,
             },
         }
     }
@@ -86,6 +87,14 @@ impl FakeBackend {
     pub fn with_naive_diff(mut self) -> Self {
         self.caps.native_diff = false;
         self.caps.naive_reason = Some("forced by the test".into());
+        self
+    }
+
+    /// Runs the driver as the kernel backend runs rootless: markers in
+    /// `user.overlay.*`, mounts with `userxattr`
+    /// ([`Capabilities::xattrs`]).
+    pub fn with_user_xattrs(mut self) -> Self {
+        self.caps.xattrs = overlay_archive::XattrNamespace::User;
         self
     }
 
@@ -166,7 +175,7 @@ impl Backend for FakeBackend {
             }
             None => None,
         };
-        let merged = Arc::new(OverlayFs::new(lowers, upper));
+        let merged = Arc::new(OverlayFs::new(lowers, upper).with_xattr_namespace(self.caps.userxattr()));
         mounts.insert(req.target.clone(), merged.clone());
         Ok(merged)
     }

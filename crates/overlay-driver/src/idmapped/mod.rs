@@ -29,6 +29,9 @@
 //! ```
 
 mod copy;
+mod info;
+
+pub use info::LayerIdMaps;
 
 use std::path::{Path, PathBuf};
 
@@ -127,29 +130,17 @@ pub(crate) fn host_view(maps: &IdMaps, uid: u32, gid: u32) -> (u32, u32) {
     (one(&maps.uids, uid), one(&maps.gids, gid))
 }
 
-/// Ranges of `/proc/self/{uid,gid}_map`: ids of this process's user
-/// namespace, as `(first, size)`.
-fn own_ranges(file: &str) -> Option<Vec<(u64, u64)>> {
-    let text = std::fs::read_to_string(format!("/proc/self/{file}")).ok()?;
-    text.lines()
-        .map(|l| {
-            let v: Vec<u64> = l.split_whitespace().filter_map(|w| w.parse().ok()).collect();
-            (v.len() == 3).then(|| (v[0], v[2]))
-        })
-        .collect()
-}
-
-/// Is this process in the initial user namespace (where root can chown
-/// files to any id)?
-pub(crate) fn in_initial_userns() -> bool {
-    own_ranges("uid_map").is_some_and(|r| r == [(0, u64::from(u32::MAX))])
-}
-
 /// Are all host ids of `maps` ids of this process's user namespace? The
 /// kernel refuses a child namespace's map (and a chown) otherwise.
 pub(crate) fn check_own_namespace(maps: &IdMaps) -> std::result::Result<(), String> {
-    for (kind, file, ranges) in [("uid", "uid_map", &maps.uids), ("gid", "gid_map", &maps.gids)] {
-        let Some(mut own) = own_ranges(file) else { continue };
+    use overlay_mount::userns::{IdKind, own_ranges};
+    for (kind, file, ranges) in [
+        (IdKind::Uid, "uid_map", &maps.uids),
+        (IdKind::Gid, "gid_map", &maps.gids),
+    ] {
+        let Some(own) = own_ranges(kind) else { continue };
+        let kind = if kind == IdKind::Uid { "uid" } else { "gid" };
+        let mut own: Vec<(u64, u64)> = own.into_iter().map(|(f, n)| (u64::from(f), u64::from(n))).collect();
         own.sort_unstable();
         for r in ranges {
             let (mut at, end) = (u64::from(r.host_id), u64::from(r.host_id) + u64::from(r.size));
