@@ -51,8 +51,13 @@ impl Meta {
 /// What a worker makes: an entry whose data (if any) is already read.
 #[derive(Debug)]
 pub(crate) enum Make {
-    /// A regular file and its contents.
-    File(Vec<u8>),
+    /// A regular file: its contents are `buf[..len]`. The buffer goes
+    /// back to the importer whole, for the next file (see
+    /// `TarReader::data_into`).
+    File {
+        buf: Vec<u8>,
+        len: usize,
+    },
     Symlink(PathBuf),
     Node(NodeKind),
 }
@@ -138,11 +143,12 @@ impl Applier<'_> {
 
     fn run_here(&self, job: Job) -> (Result<()>, Option<Vec<u8>>) {
         match job.make {
-            Make::File(data) => {
+            Make::File { buf, len } => {
                 let r = self.file(&job.name, &job.path, &job.meta, |file| {
-                    file.write_all(&data).map_err(|e| write_error(&job.name, &job.path, &e))
+                    file.write_all(&buf[..len])
+                        .map_err(|e| write_error(&job.name, &job.path, &e))
                 });
-                (r, Some(data))
+                (r, Some(buf))
             }
             Make::Symlink(target) => (self.symlink(&job.name, &job.path, &target, &job.meta), None),
             Make::Node(node) => (self.node(&job.name, &job.path, node, &job.meta), None),

@@ -320,9 +320,9 @@ impl<'a> Importer<'a> {
                 let ready = self.ready(&name, &path, &parent)?;
                 match &self.pool {
                     Some(pool) if matches!(ready, Ready::Free) && h.size <= WORKER_FILE_MAX && h.sparse.is_none() => {
-                        let mut data = pool.buffer();
-                        tar.data_to_end(&mut data)?;
-                        self.hand_over(index, name, path.clone(), meta, Make::File(data))
+                        let mut buf = pool.buffer();
+                        let len = tar.data_into(&mut buf)?;
+                        self.hand_over(index, name, path.clone(), meta, Make::File { buf, len })
                     }
                     _ => {
                         let buf = &mut self.buf;

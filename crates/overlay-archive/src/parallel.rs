@@ -118,8 +118,8 @@ impl<'a> Pool<'a> {
 
     /// Adds `job` to the current batch; returns the batch's number.
     pub fn push(&mut self, job: Job) -> Seq {
-        if let crate::apply::Make::File(data) = &job.make {
-            self.bytes += data.len();
+        if let crate::apply::Make::File { len, .. } = &job.make {
+            self.bytes += len;
         }
         self.batch.push(job);
         let seq = self.next;
@@ -222,8 +222,7 @@ fn work(applier: &Applier<'_>, shared: &Shared, jobs: &Receiver<(Seq, Vec<Job>)>
                     )));
                     (Err(e), None)
                 });
-            if let Some(mut b) = buffer {
-                b.clear();
+            if let Some(b) = buffer {
                 let _ = spare.try_send(b);
             }
             if let Err(e) = result {

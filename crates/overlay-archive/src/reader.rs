@@ -477,20 +477,22 @@ impl<R: Read> TarReader<R> {
         Ok(n)
     }
 
-    /// Appends the rest of the current entry's data to `out`, reading
-    /// into its spare capacity (no zero-fill first, as `data` into a
-    /// slice would need).
-    pub(crate) fn data_to_end(&mut self, out: &mut Vec<u8>) -> Result<()> {
-        out.reserve_exact(usize::try_from(self.left).unwrap_or(0));
-        let got = (&mut self.r)
-            .take(self.left)
-            .read_to_end(out)
-            .map_err(ArchiveError::Read)?;
-        self.left -= got as u64;
-        if self.left > 0 {
-            return Err(truncated("file data"));
+    /// Reads the rest of the current entry's data into the start of
+    /// `out`, growing it if it is shorter, and returns how many bytes that
+    /// was. `out` is never shrunk: a reused buffer's old bytes are
+    /// overwritten in place, where reading into spare capacity through a
+    /// `Read` chain without `read_buf` zero-filled it first (the 2.4%
+    /// memset, and the page faults after it, in an apply's profile).
+    pub(crate) fn data_into(&mut self, out: &mut Vec<u8>) -> Result<usize> {
+        let n = usize::try_from(self.left).map_err(|_| truncated("file data"))?;
+        if out.len() < n {
+            out.resize(n, 0);
         }
-        Ok(())
+        let mut filled = 0;
+        while filled < n {
+            filled += self.data(&mut out[filled..n])?;
+        }
+        Ok(n)
     }
 
     /// Data bytes of the current entry not yet read.
