@@ -20,7 +20,8 @@ use common::server::{Server, post, post_bytes};
 use home::rootless::Map;
 use home::{Home, Run};
 use overlay_snapshotter::proto::containerd::types::Mount;
-use overlay_snapshotter::proto::snapshots::{CommitSnapshotRequest, PrepareSnapshotRequest};
+use overlay_snapshotter::proto::snapshots::PrepareSnapshotRequest;
+use snapshots::commit_req as commit;
 
 /// `overlay2 --home HOME ARGS --socket SOCKET` as the rootless user, in a
 /// user and mount namespace of its own: the server's home is `home`'s
@@ -53,21 +54,7 @@ fn with_mounts(home: &Home, mounts: &[Mount], script: &str) -> Run {
 }
 
 fn prepare(key: &str, parent: &str) -> PrepareSnapshotRequest {
-    PrepareSnapshotRequest {
-        snapshotter: String::new(),
-        key: key.into(),
-        parent: parent.into(),
-        labels: HashMap::new(),
-    }
-}
-
-fn commit(name: &str, key: &str) -> CommitSnapshotRequest {
-    CommitSnapshotRequest {
-        snapshotter: String::new(),
-        name: name.into(),
-        key: key.into(),
-        labels: HashMap::new(),
-    }
+    snapshots::prepare_req(key, parent, HashMap::new())
 }
 
 /// The xattrs of overlayfs's markers anywhere under `dir`.

@@ -8,28 +8,21 @@ use std::io::Write as _;
 
 mod common;
 
-use common::{Server, client};
+use common::{Server, client, commit_req as commit};
 use overlay_snapshotter::proto::snapshots::{
-    CommitSnapshotRequest, Info, Kind, ListSnapshotsRequest, MountsRequest, PrepareSnapshotRequest,
-    RemoveSnapshotRequest, StatSnapshotRequest, UpdateSnapshotRequest, UsageRequest, ViewSnapshotRequest,
+    Info, Kind, ListSnapshotsRequest, MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest,
+    StatSnapshotRequest, UpdateSnapshotRequest, UsageRequest, ViewSnapshotRequest,
 };
 use tonic::Code;
 
 fn prepare(key: &str, parent: &str) -> PrepareSnapshotRequest {
     PrepareSnapshotRequest {
         snapshotter: "overlay2-rs".into(),
-        key: key.into(),
-        parent: parent.into(),
-        labels: HashMap::from([("containerd.io/snapshot/x".to_owned(), "1".to_owned())]),
-    }
-}
-
-fn commit(name: &str, key: &str) -> CommitSnapshotRequest {
-    CommitSnapshotRequest {
-        snapshotter: String::new(),
-        name: name.into(),
-        key: key.into(),
-        labels: HashMap::new(),
+        ..common::prepare_req(
+            key,
+            parent,
+            HashMap::from([("containerd.io/snapshot/x".to_owned(), "1".to_owned())]),
+        )
     }
 }
 

@@ -2,12 +2,14 @@
 //! unix socket, and a client of it.
 #![allow(dead_code, clippy::expect_used)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hyper_util::rt::TokioIo;
 use overlay_driver::{FakeBackend, Overlay2};
 use overlay_snapshotter::proto::snapshots::snapshots_client::SnapshotsClient;
+use overlay_snapshotter::proto::snapshots::{CommitSnapshotRequest, PrepareSnapshotRequest};
 use overlay_snapshotter::{IdMapMounts, Service, Snapshotter, Store};
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint};
@@ -74,4 +76,24 @@ pub async fn client(socket: &Path) -> SnapshotsClient<Channel> {
         .await
         .expect("connect");
     SnapshotsClient::new(channel)
+}
+
+/// A Prepare of `key` on `parent` (`""` for none) with `labels`.
+pub fn prepare_req(key: &str, parent: &str, labels: HashMap<String, String>) -> PrepareSnapshotRequest {
+    PrepareSnapshotRequest {
+        snapshotter: String::new(),
+        key: key.into(),
+        parent: parent.into(),
+        labels,
+    }
+}
+
+/// A Commit of the active snapshot `key` as `name`, without labels.
+pub fn commit_req(name: &str, key: &str) -> CommitSnapshotRequest {
+    CommitSnapshotRequest {
+        snapshotter: String::new(),
+        name: name.into(),
+        key: key.into(),
+        labels: HashMap::new(),
+    }
 }
