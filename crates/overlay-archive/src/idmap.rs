@@ -121,6 +121,18 @@ impl fmt::Display for IdRange {
     }
 }
 
+impl fmt::Display for IdMaps {
+    /// `uid 0:100000:65536, gid 0:100000:65536`, for messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "uid {}, gid {}",
+            IdRange::list(&self.uids),
+            IdRange::list(&self.gids)
+        )
+    }
+}
+
 impl FromStr for IdRange {
     type Err = String;
 
@@ -167,6 +179,12 @@ impl IdRange {
                 })
             })
             .collect()
+    }
+
+    /// Writes `ranges` as [`parse_list`](Self::parse_list) reads them:
+    /// `0:100000:1,1:200001:65535`.
+    pub fn list(ranges: &[Self]) -> String {
+        ranges.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
     }
 
     /// Ids `first..first+size` stop at the last id, 4294967294 (-1 is "no

@@ -19,7 +19,7 @@
 
 use std::path::Path;
 
-use overlay_archive::IdMaps;
+use overlay_archive::{IdMaps, IdRange};
 use overlay_fs::ErrorKind;
 use overlay_layout::{DIFF_DIR, WORK_DIR};
 
@@ -48,8 +48,8 @@ impl<B: Backend> Overlay2<B> {
             bad(format!(
                 "container root (uid and gid 0) has no host id in uid map [{}] / gid map [{}]: \
                  the layers' directories would have no owner",
-                ranges(&maps.uids),
-                ranges(&maps.gids)
+                IdRange::list(&maps.uids),
+                IdRange::list(&maps.gids)
             ))
         })
     }
@@ -125,11 +125,6 @@ impl<B: Backend> Overlay2<B> {
             other => Ok(other?),
         }
     }
-}
-
-/// `0:100000:65536, ...` for messages.
-fn ranges(list: &[overlay_archive::IdRange]) -> String {
-    list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

@@ -129,22 +129,13 @@ fn missing(other: &str) -> String {
     format!("missing, while {other} is set: a user namespace needs both maps")
 }
 
-fn list(rs: &[IdRange]) -> String {
-    rs.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
-}
-
 /// The labels' values as containerd 2's overlayfs passes them on:
 /// `uidmap=…`, `gidmap=…` (the maps in the labels' own syntax).
 pub fn mount_options(maps: &IdMaps) -> [String; 2] {
     [
-        format!("uidmap={}", list(&maps.uids)),
-        format!("gidmap={}", list(&maps.gids)),
+        format!("uidmap={}", IdRange::list(&maps.uids)),
+        format!("gidmap={}", IdRange::list(&maps.gids)),
     ]
-}
-
-/// `uid 0:100000:65536, gid 0:100000:65536`, for messages.
-pub(crate) fn describe(maps: &IdMaps) -> String {
-    format!("uid {}, gid {}", list(&maps.uids), list(&maps.gids))
 }
 
 #[cfg(test)]

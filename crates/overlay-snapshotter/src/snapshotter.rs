@@ -501,7 +501,7 @@ impl<B: Backend> Snapshotter<B> {
         Err(SnapshotError::InvalidArgument(format!(
             "snapshot {name:?}: its remap labels differ from the maps {key:?} was prepared with ({}): \
              the files are stored with those ids",
-            stored.map_or_else(|| "none".to_owned(), |m| crate::remap::describe(&m.maps))
+            stored.map_or_else(|| "none".to_owned(), |m| m.maps.to_string())
         )))
     }
 

@@ -220,7 +220,7 @@ impl<B: Backend> Overlay2<B> {
                         "its parent {:?} is stored with other id maps ({}); a layer sees its parent's \
                          files with the ids they are stored with, so it must have the same maps",
                         p.as_str(),
-                        describe(&maps)
+                        maps
                     )));
                 }
                 opts.id_maps.clone()
@@ -234,7 +234,7 @@ impl<B: Backend> Overlay2<B> {
         maps.root().map_err(|_| {
             err(format!(
                 "the maps ({}) give container root (uid and gid 0) no host id: the layer's own files would have no owner",
-                describe(&maps)
+                maps
             ))
         })?;
         self.backend().check_host_ids(&maps).map_err(err)?;
@@ -330,12 +330,6 @@ impl<B: Backend> Overlay2<B> {
 
 fn idmap_file(id: &LayerId) -> PathBuf {
     Path::new(id.as_str()).join(IDMAP_FILE)
-}
-
-/// `uid 0:100000:65536, gid 0:100000:65536`, for messages.
-fn describe(maps: &IdMaps) -> String {
-    let list = |rs: &[IdRange]| rs.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
-    format!("uid {}, gid {}", list(&maps.uids), list(&maps.gids))
 }
 
 #[cfg(test)]
