@@ -397,15 +397,24 @@ fn native_diff(home: &Path, rootless: bool) -> Result<NativeDiff> {
 
 /// Does an overlay mount with `userxattr` work on the home's filesystem?
 fn supports_userxattr(home: &Path) -> bool {
-    let Ok(td) = scratch(home, ".userxattr-check-") else {
+    let Ok((_td, stack)) = one_lower_stack(home, ".userxattr-check-") else {
         return false;
     };
-    let p = |s: &str| td.path().join(s);
-    if ["lower", "upper", "work", "merged"]
-        .iter()
-        .any(|d| std::fs::create_dir(p(d)).is_err())
-    {
-        return false;
+    let settings = Settings {
+        userxattr: true,
+        ..Settings::default()
+    };
+    stack.mount(&settings, Method::Legacy).is_ok()
+}
+
+/// A scratch directory in `home` holding empty `lower`, `upper`, `work`
+/// and `merged`, and the stack of them: what a probe mounts to see
+/// whether an option works.
+fn one_lower_stack(home: &Path, prefix: &str) -> std::result::Result<(tempfile::TempDir, Stack), String> {
+    let td = scratch(home, prefix).map_err(|e| e.to_string())?;
+    for d in ["lower", "upper", "work", "merged"] {
+        let p = td.path().join(d);
+        std::fs::create_dir(&p).map_err(|e| format!("mkdir {}: {e}", p.display()))?;
     }
     let stack = Stack {
         base: td.path().to_path_buf(),
@@ -416,11 +425,7 @@ fn supports_userxattr(home: &Path) -> bool {
         }),
         target: "merged".into(),
     };
-    let settings = Settings {
-        userxattr: true,
-        ..Settings::default()
-    };
-    stack.mount(&settings, Method::Legacy).is_ok()
+    Ok((td, stack))
 }
 
 /// The host uid and gid the probe's map gives container root: any id
@@ -438,23 +443,11 @@ fn idmapped_lowers(home: &Path, rootless: bool) -> std::result::Result<Attach, S
         // namespace that owns the home's filesystem: the initial one.
         return Err("running in a user namespace: id-mapping a mount needs CAP_SYS_ADMIN in the initial one".into());
     }
-    let td = scratch(home, ".idmap-check-").map_err(|e| e.to_string())?;
+    let (td, stack) = one_lower_stack(home, ".idmap-check-")?;
     let p = |s: &str| td.path().join(s);
-    for d in ["lower", "upper", "work", "merged"] {
-        std::fs::create_dir(p(d)).map_err(|e| format!("mkdir {}: {e}", p(d).display()))?;
-    }
     std::fs::write(p("lower/f"), b"").map_err(|e| format!("create {}: {e}", p("lower/f").display()))?;
     let map = format!("0 {PROBE_HOST_ID} 1\n");
     let userns = UserNs::new(&map, &map).map_err(|e| format!("cannot make a user namespace for the maps: {e}"))?;
-    let stack = Stack {
-        base: td.path().to_path_buf(),
-        lowers: vec!["lower".into()],
-        upper: Some(Upper {
-            upperdir: "upper".into(),
-            workdir: "work".into(),
-        }),
-        target: "merged".into(),
-    };
     let try_attach = |attach: Attach, method: Method| -> std::result::Result<Attach, String> {
         let idmap = IdmapLowers {
             userns: &userns,
