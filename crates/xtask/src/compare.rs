@@ -381,23 +381,12 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<String, String> {
             &image,
         )?;
         let _ = std::fs::remove_dir_all(&img);
-        let (o, b) = interleave(runs, |ours| {
-            if ours {
-                let mnt = s.fresh_ext4("ours", size)?;
-                time(&format!(
-                    "{} --home {}/h import {}",
-                    ov.display(),
-                    mnt.display(),
-                    image.display()
-                ))
-            } else {
-                let mnt = s.fresh_ext4("tar", size)?;
-                time(&format!(
-                    "mkdir {m}/x && tar -xOf {i} layer1.tar | tar -x -C {m}/x && tar -xOf {i} layer2.tar | tar -x -C {m}/x",
-                    m = mnt.display(),
-                    i = image.display()
-                ))
-            }
+        let (o, b) = import_vs_tar(&ov, &mut s, &image, size, runs, |mnt| {
+            format!(
+                "mkdir {m}/x && tar -xOf {i} layer1.tar | tar -x -C {m}/x && tar -xOf {i} layer2.tar | tar -x -C {m}/x",
+                m = mnt.display(),
+                i = image.display()
+            )
         })?;
         let _ = std::fs::remove_file(&image);
         let _ = writeln!(
@@ -649,19 +638,8 @@ fn five_layers(ov: &Path, s: &mut Scratch, shm: &Path, runs: usize) -> Result<St
         );
     }
     extract.push_str("true");
-    let (o, b) = interleave(runs, |ours| {
-        if ours {
-            let mnt = s.fresh_ext4("ours", "6G")?;
-            time(&format!(
-                "{} --home {}/h import {}",
-                ov.display(),
-                mnt.display(),
-                image.display()
-            ))
-        } else {
-            let mnt = s.fresh_ext4("tar", "6G")?;
-            time(&extract.replace("{m}", &mnt.display().to_string()))
-        }
+    let (o, b) = import_vs_tar(ov, s, &image, "6G", runs, |mnt| {
+        extract.replace("{m}", &mnt.display().to_string())
     })?;
     let _ = std::fs::remove_file(&image);
     let _ = std::fs::remove_dir_all(&img);
@@ -673,6 +651,32 @@ fn five_layers(ov: &Path, s: &mut Scratch, shm: &Path, runs: usize) -> Result<St
         b.1,
         o.0 / b.0
     ))
+}
+
+/// `overlay2 import IMAGE` against `tar_cmd(MNT)` (GNU tar extracting
+/// the same layers), each into a fresh ext4 of `size`, interleaved.
+fn import_vs_tar(
+    ov: &Path,
+    s: &mut Scratch,
+    image: &Path,
+    size: &str,
+    runs: usize,
+    tar_cmd: impl Fn(&Path) -> String,
+) -> Result<(Stat, Stat), String> {
+    interleave(runs, |ours| {
+        if ours {
+            let mnt = s.fresh_ext4("ours", size)?;
+            time(&format!(
+                "{} --home {}/h import {}",
+                ov.display(),
+                mnt.display(),
+                image.display()
+            ))
+        } else {
+            let mnt = s.fresh_ext4("tar", size)?;
+            time(&tar_cmd(&mnt))
+        }
+    })
 }
 
 /// Writes `out`, a `docker save` tar of the layer tars in `dir` (names
