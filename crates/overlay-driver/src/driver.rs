@@ -513,9 +513,15 @@ impl<B: Backend> Overlay2<B> {
             .map_err(Self::diff_err(&id))
     }
 
-    /// Is the layer mounted by this driver right now?
+    /// Is the layer mounted by this driver right now? A mount an earlier
+    /// process left is counted first, as [`get`](GraphDriver::get) and
+    /// [`put`](GraphDriver::put) count it: one `put` then unmounts it.
     pub fn is_mounted(&self, id: &str) -> bool {
-        Self::layer_id(id).is_ok_and(|id| self.locks.lock(id.as_str()).mounts > 0)
+        Self::layer_id(id).is_ok_and(|id| {
+            let mut state = self.locks.lock(id.as_str());
+            self.adopt(&mut state, &relative_merged_dir(&id));
+            state.mounts > 0
+        })
     }
 
     fn remove_layer(&self, id: &LayerId, state: &mut crate::locks::LayerState) -> Result<()> {

@@ -414,8 +414,9 @@ impl<B: Backend> Snapshotter<B> {
     }
 
     /// Unmounts what [`mounts_of`](Self::mounts_of) mounted for an
-    /// id-mapped snapshot (every reference: one per get, one more for a
-    /// mount adopted after a restart).
+    /// id-mapped snapshot: one reference (an adopted mount included), or
+    /// one each when Mounts calls raced to mount it. Bounded: `put` leaves
+    /// a layer whose `lower` file is gone as it is.
     fn unmount_id_mapped(&self, key: &str, layer: &str) -> Result<()> {
         for _ in 0..8 {
             if !self.driver.is_mounted(layer) {
