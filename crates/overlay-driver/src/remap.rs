@@ -21,7 +21,7 @@ use std::path::Path;
 
 use overlay_archive::{IdMaps, IdRange};
 use overlay_fs::ErrorKind;
-use overlay_layout::{DIFF_DIR, WORK_DIR};
+use overlay_layout::WORK_DIR;
 
 use crate::backend::Backend;
 use crate::driver::Overlay2;
@@ -92,12 +92,7 @@ impl<B: Backend> Overlay2<B> {
             return Ok(());
         };
         self.give_group(staging, gid)?;
-        let home = self.backend().home();
-        home.set_owner(&staging.join(DIFF_DIR), uid, gid)?;
-        if home.exists(&staging.join(WORK_DIR))? {
-            home.set_owner(&staging.join(WORK_DIR), uid, gid)?;
-        }
-        Ok(())
+        crate::idmapped::give_upper(&**self.backend().home(), staging, uid, gid)
     }
 
     /// `dir` (a layer's `merged` before its mount, or an applied diff

@@ -2,7 +2,7 @@
 //! perform need them (containerd's snapshotter).
 
 use overlay_archive::IdMaps;
-use overlay_layout::{relative_diff_dir, relative_work_dir};
+use overlay_layout::{relative_diff_dir, relative_layer_dir};
 
 use super::Lowers;
 use crate::backend::Backend;
@@ -81,11 +81,6 @@ impl<B: Backend> Overlay2<B> {
     pub fn set_upper_owner(&self, id: &str, uid: u32, gid: u32) -> Result<()> {
         let id = Self::layer_id(id)?;
         self.require(&id)?;
-        let home = self.backend().home();
-        home.set_owner(&relative_diff_dir(&id), uid, gid)?;
-        if home.exists(&relative_work_dir(&id))? {
-            home.set_owner(&relative_work_dir(&id), uid, gid)?;
-        }
-        Ok(())
+        super::give_upper(&**self.backend().home(), &relative_layer_dir(&id), uid, gid)
     }
 }

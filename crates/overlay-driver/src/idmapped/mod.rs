@@ -115,6 +115,17 @@ impl LayerIdMap {
     }
 }
 
+/// Gives the layer directory `dir`'s `diff` and `work` (a base layer has
+/// none), not their contents, to `uid`:`gid`: the root of the container
+/// that writes there.
+pub(crate) fn give_upper(home: &dyn overlay_fs::Fs, dir: &Path, uid: u32, gid: u32) -> Result<()> {
+    home.set_owner(&dir.join(DIFF_DIR), uid, gid)?;
+    if home.exists(&dir.join(WORK_DIR))? {
+        home.set_owner(&dir.join(WORK_DIR), uid, gid)?;
+    }
+    Ok(())
+}
+
 /// The ids an id-mapped mount shows for a file stored with `uid`:`gid`:
 /// the host ids the maps give them, or the kernel's overflow id (65534)
 /// for an id outside every range. The fallback's copies get these owners,
@@ -262,10 +273,7 @@ impl<B: Backend> Overlay2<B> {
             reason: e.to_string(),
         })?;
         home.write(&staging.join(IDMAP_FILE), IDMAP_MODE, plan.to_text().as_bytes())?;
-        home.set_owner(&staging.join(DIFF_DIR), uid, gid)?;
-        if home.exists(&staging.join(WORK_DIR))? {
-            home.set_owner(&staging.join(WORK_DIR), uid, gid)?;
-        }
+        give_upper(&**home, staging, uid, gid)?;
         let (Lowers::Copies, Some(lower)) = (plan.lowers, lower) else {
             return Ok(());
         };
